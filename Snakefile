@@ -1,0 +1,25 @@
+# featureaudit: what weight compression does to the SAE features of a language model.
+#   snakemake --cores 2 --profile profiles/default            (embedded default, config.yaml)
+#   snakemake --cores 8 --configfile config/paper.yaml        (Pythia-70M and Gemma-2-2B)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/tokens.smk"
+include: "workflow/rules/sae.smk"
+include: "workflow/rules/capture.smk"
+include: "workflow/rules/survival.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/overlap.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

@@ -1,0 +1,210 @@
+"""Activations at an SAE's hook, captured with PyTorch forward hooks on the HF model.
+
+Hook names follow TransformerLens/SAELens: blocks.L.hook_resid_pre | hook_resid_post |
+hook_mlp_out | hook_attn_out. The forward pass stops right after the hooked module (a private
+exception), so the layers after it never run. Values are the *unprocessed* model's, which is
+SAELens's convention; `center=True` subtracts the per-token mean, which is what
+TransformerLens's `center_writing_weights` does to a LayerNorm model's residual stream.
+
+Shards: parquet files of `shard_tokens` rows, columns `token` (global index seq*T + pos) and
+`act` (fixed-size list of float32, width d); file metadata records the hook and width.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+
+from .architecture import decoder_layers
+from .errors import AuditError
+from .io import atomic_dir, open_parquet
+
+POINTS = ("hook_resid_pre", "hook_resid_post", "hook_mlp_out", "hook_attn_out")
+_HOOK = re.compile(r"^blocks\.(\d+)\.(\w+)$")
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    layer: int
+    point: str
+
+    @property
+    def name(self) -> str:
+        return f"blocks.{self.layer}.{self.point}"
+
+
+def parse_hook(name: str, n_layers: int | None = None) -> HookPoint:
+    m = _HOOK.match(name or "")
+    if not m or m[2] not in POINTS:
+        layers = f" with layer 0..{n_layers - 1}" if n_layers else ""
+        raise AuditError(f"hook {name!r} is not supported; use blocks.<layer>.<{'|'.join(POINTS)}>{layers}")
+    hp = HookPoint(int(m[1]), m[2])
+    if n_layers is not None and not 0 <= hp.layer < n_layers:
+        raise AuditError(f"hook {name!r}: the model has layers 0..{n_layers - 1}; pick one of those")
+    return hp
+
+
+def _module_and_mode(layer: nn.Module, point: str) -> tuple[nn.Module, str]:
+    """The module whose input ('pre') or output ('out') is the hook's value."""
+    if point == "hook_resid_pre":
+        return layer, "pre"
+    if point == "hook_resid_post":
+        return layer, "out"
+    # Gemma-2 normalises the sublayer outputs before adding them to the residual stream;
+    # TransformerLens's hook_attn_out/hook_mlp_out are taken after those norms.
+    gemma_style = hasattr(layer, "pre_feedforward_layernorm")
+    if point == "hook_mlp_out":
+        mod = layer.post_feedforward_layernorm if gemma_style else getattr(layer, "mlp", None)
+    else:
+        mod = layer.post_attention_layernorm if gemma_style else (getattr(layer, "self_attn", None) or getattr(layer, "attention", None))
+    if mod is None:
+        raise AuditError(f"{point} is not available for {type(layer).__name__}; use a residual-stream hook")
+    return mod, "out"
+
+
+class _StopForward(Exception):
+    pass
+
+
+class HookCapture:
+    """Context manager: registers the hook; `run(ids)` returns the activation and stops early."""
+
+    def __init__(self, model: nn.Module, hook_name: str):
+        layers = decoder_layers(model)
+        self.hook = parse_hook(hook_name, len(layers))
+        self.model = model
+        self.module, mode = _module_and_mode(layers[self.hook.layer], self.hook.point)
+        self.value: torch.Tensor | None = None
+        self._mode = mode
+
+    def _pre(self, module, args, kwargs):
+        self.value = (args[0] if args else kwargs["hidden_states"]).detach()
+        raise _StopForward
+
+    def _out(self, module, args, output):
+        self.value = (output[0] if isinstance(output, tuple) else output).detach()
+        raise _StopForward
+
+    def __enter__(self):
+        if self._mode == "pre":
+            self._handle = self.module.register_forward_pre_hook(self._pre, with_kwargs=True)
+        else:
+            self._handle = self.module.register_forward_hook(self._out)
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.remove()
+
+    @torch.no_grad()
+    def run(self, input_ids: torch.Tensor) -> torch.Tensor:
+        self.value = None
+        try:
+            self.model(input_ids=input_ids, use_cache=False)
+        except _StopForward:
+            pass
+        if self.value is None:
+            raise RuntimeError(f"hook {self.hook.name} did not fire")
+        return self.value
+
+
+def iter_activations(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    hook_name: str,
+    batch_size: int = 16,
+    center: bool = False,
+    progress: bool = False,
+) -> Iterator[torch.Tensor]:
+    """Yields (batch, T, d) float32 CPU activations for consecutive batches of sequences."""
+    device = next(model.parameters()).device
+    n = len(input_ids)
+    with HookCapture(model, hook_name) as cap:
+        for start in range(0, n, batch_size):
+            acts = cap.run(input_ids[start : start + batch_size].to(device)).float()
+            if center:
+                acts = acts - acts.mean(-1, keepdim=True)
+            if progress:
+                done = min(start + batch_size, n)
+                print(f"\rcapture {hook_name}: {done}/{n} sequences", end="" if done < n else "\n", file=sys.stderr, flush=True)
+            yield acts.float().cpu()
+
+
+def write_activation_shards(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    hook_name: str,
+    out_dir,
+    batch_size: int = 16,
+    shard_tokens: int = 65536,
+    exclude_bos: bool = True,
+    center: bool = False,
+    progress: bool = True,
+) -> int:
+    """Capture activations for every sequence and write parquet shards atomically; returns #tokens."""
+    n_seq, T = input_ids.shape
+    first = 1 if exclude_bos else 0
+    pos = np.arange(first, T)
+    written = 0
+    with atomic_dir(out_dir) as tmp:
+        buf_acts, buf_tok, n_buf, shard = [], [], 0, 0
+        d = None
+
+        def flush():
+            nonlocal buf_acts, buf_tok, n_buf, shard
+            acts = np.concatenate(buf_acts).astype(np.float32, copy=False)
+            tok = np.concatenate(buf_tok)
+            table = pa.table({"token": tok, "act": pa.FixedSizeListArray.from_arrays(pa.array(acts.reshape(-1)), d)})
+            table = table.replace_schema_metadata({"hook_name": hook_name, "d_in": str(d)})
+            pq.write_table(table, Path(tmp) / f"shard-{shard:05d}.parquet", write_page_checksum=True)
+            buf_acts, buf_tok, n_buf, shard = [], [], 0, shard + 1
+
+        for b, acts in enumerate(iter_activations(model, input_ids, hook_name, batch_size, center, progress)):
+            d = acts.shape[-1]
+            seq0 = b * batch_size
+            acts = acts[:, first:, :]
+            tok = ((seq0 + np.arange(len(acts)))[:, None] * T + pos[None, :]).reshape(-1)
+            buf_acts.append(acts.reshape(-1, d).numpy())
+            buf_tok.append(tok.astype(np.int64))
+            n_buf += len(tok)
+            written += len(tok)
+            if n_buf >= shard_tokens:
+                flush()
+        if n_buf:
+            flush()
+    return written
+
+
+def shard_paths(act_dir) -> list[Path]:
+    paths = sorted(Path(act_dir).glob("shard-*.parquet"))
+    if not paths:
+        raise AuditError(f"{act_dir} holds no activation shards; delete it and rerun to recompute it")
+    return paths
+
+
+def activation_width(act_dir) -> int:
+    meta = open_parquet(shard_paths(act_dir)[0]).schema_arrow.metadata or {}
+    return int(meta[b"d_in"])
+
+
+def iter_activation_shards(act_dir) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yields (token_index (n,), activations (n, d) float32) per shard, in token order."""
+    for path in shard_paths(act_dir):
+        try:
+            table = open_parquet(path).read()  # a damaged page raises OSError here, not on open
+            col = table.column("act").combine_chunks()
+            d = col.type.list_size
+            acts = col.values.to_numpy(zero_copy_only=False).reshape(-1, d)
+            tok = table.column("token").to_numpy()
+        except (KeyError, AttributeError, OSError, pa.ArrowException, ValueError) as e:
+            cause = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise AuditError(f"activation shard {path} is corrupt ({cause}); delete {act_dir} and rerun") from None
+        yield tok, acts

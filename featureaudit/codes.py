@@ -1,0 +1,101 @@
+"""SAE codes stored sparse: one row per (token, feature) that fires, never a dense matrix.
+
+One parquet file per variant; row group i holds the codes of activation shard i, sorted by
+(token, feature). Every variant encodes the same tokens in the same shards, so row group i of
+two variants covers the same tokens: survival reads them pairwise, one group at a time.
+File metadata: d_sae, n_tokens, and the token count of each group.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from .capture import iter_activation_shards, shard_paths
+from .errors import AuditError
+from .io import atomic_path, open_parquet
+
+SCHEMA = pa.schema([("token", pa.int64()), ("feature", pa.int32()), ("value", pa.float32())])
+
+
+def sparse_encode(sae, acts: np.ndarray, tokens: np.ndarray, batch: int = 4096):
+    """Encode (n, d_in) activations; returns token, feature, value arrays of the nonzeros."""
+    device = next(sae.parameters()).device
+    dtype = next(sae.parameters()).dtype
+    out_t, out_f, out_v = [], [], []
+    with torch.no_grad():
+        for s in range(0, len(acts), batch):
+            z = sae.encode(torch.from_numpy(acts[s : s + batch]).to(device=device, dtype=dtype))
+            rows, feats = torch.nonzero(z, as_tuple=True)  # row-major: sorted by token, then feature
+            out_t.append(tokens[s : s + batch][rows.cpu().numpy()])
+            out_f.append(feats.cpu().numpy().astype(np.int32))
+            out_v.append(z[rows, feats].float().cpu().numpy())
+    cat = lambda xs, dt: np.concatenate(xs).astype(dt, copy=False) if xs else np.zeros(0, dt)
+    return cat(out_t, np.int64), cat(out_f, np.int32), cat(out_v, np.float32)
+
+
+def encode_activations(sae, act_dir, out_path, batch: int = 4096, progress: bool = True) -> int:
+    """Encode every activation shard into one sparse parquet file; returns #nonzeros."""
+    n_shards = len(shard_paths(act_dir))
+    group_tokens, n_tokens, nnz = [], 0, 0
+    d_sae = int(sae.cfg.d_sae)
+    with atomic_path(out_path) as tmp:
+        with pq.ParquetWriter(tmp, SCHEMA, write_page_checksum=True) as writer:
+            for i, (tok, acts) in enumerate(iter_activation_shards(act_dir)):
+                if acts.shape[1] != int(sae.cfg.d_in):
+                    raise AuditError(
+                        f"SAE d_in is {sae.cfg.d_in} but the activations in {act_dir} have width {acts.shape[1]}; "
+                        "use an SAE trained on this model and hook"
+                    )
+                t, f, v = sparse_encode(sae, acts, tok, batch)
+                writer.write_table(pa.table({"token": t, "feature": f, "value": v}, schema=SCHEMA), row_group_size=max(len(t), 1))
+                group_tokens.append(len(tok))
+                n_tokens += len(tok)
+                nnz += len(t)
+                if progress:
+                    print(f"\rencode: shard {i + 1}/{n_shards}", end="" if i + 1 < n_shards else "\n", file=sys.stderr, flush=True)
+            writer.add_key_value_metadata(
+                {"d_sae": str(d_sae), "n_tokens": str(n_tokens), "group_tokens": json.dumps(group_tokens)}
+            )
+    return nnz
+
+
+class Codes:
+    """Read access to one variant's sparse codes."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.file = open_parquet(path)
+        meta = self.file.metadata.metadata or {}
+        try:
+            self.d_sae = int(meta[b"d_sae"])
+            self.n_tokens = int(meta[b"n_tokens"])
+            self.group_tokens = json.loads(meta[b"group_tokens"])
+        except (KeyError, ValueError):
+            raise AuditError(f"{path} is not a featureaudit codes file (metadata missing); delete it and rerun") from None
+        if len(self.group_tokens) != self.file.num_row_groups:
+            raise AuditError(f"{path} is truncated ({self.file.num_row_groups} of {len(self.group_tokens)} groups); delete it and rerun")
+
+    def groups(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Yields (token, feature, value) arrays one row group at a time."""
+        for i in range(self.file.num_row_groups):
+            try:
+                t = self.file.read_row_group(i)
+                yield t.column("token").to_numpy(), t.column("feature").to_numpy(), t.column("value").to_numpy()
+            except (OSError, pa.ArrowException) as e:
+                raise AuditError(f"{self.path} is corrupt ({str(e).splitlines()[0]}); delete it and rerun") from None
+
+
+def check_aligned(a: Codes, b: Codes) -> None:
+    if a.d_sae != b.d_sae or a.group_tokens != b.group_tokens:
+        raise AuditError(
+            f"{a.path} and {b.path} were not encoded on the same tokens with the same SAE; "
+            "delete the stale one and rerun"
+        )

@@ -1,0 +1,192 @@
+"""Compressed variants of a model: round-to-nearest quantization and magnitude pruning.
+
+Variant names are the file-path vocabulary of the workflow:
+  fp                      the full-precision reference
+  rtn-w{b}[-g{G}][-asym]  RTN to b bits, per output channel (or per group of G input columns),
+                          symmetric unless -asym
+  mag-{s:.2f}[-global]    magnitude pruning to sparsity s, per layer unless -global
+  match-{variant}         magnitude pruning at the sparsity whose perplexity matches {variant}
+                          (the sparsity is found by the overlap stage and passed in)
+
+Weights are changed in place on a deep copy; the reference model is never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .architecture import block_linears
+from .errors import AuditError
+
+MIN_BITS, MAX_BITS = 2, 8
+
+
+@dataclass(frozen=True)
+class Variant:
+    kind: str  # "fp" | "rtn" | "magnitude" | "match"
+    bits: int | None = None
+    group_size: int | None = None
+    symmetric: bool = True
+    sparsity: float | None = None
+    scope: str = "layer"  # pruning threshold per layer or over all block weights
+    matched_to: str | None = None  # for kind "match": the quantized variant it is matched to
+
+    def __post_init__(self):
+        if self.kind == "rtn":
+            check_bits(self.bits)
+            if self.group_size is not None and self.group_size <= 0:
+                raise AuditError(f"quantization group_size must be positive, got {self.group_size}")
+        if self.kind == "magnitude":
+            check_sparsity(self.sparsity)
+        if self.scope not in ("layer", "global"):
+            raise AuditError(f"pruning scope must be 'layer' or 'global', got {self.scope!r}")
+
+    @property
+    def name(self) -> str:
+        if self.kind == "fp":
+            return "fp"
+        if self.kind == "rtn":
+            return (
+                f"rtn-w{self.bits}"
+                + (f"-g{self.group_size}" if self.group_size else "")
+                + ("" if self.symmetric else "-asym")
+            )
+        if self.kind == "magnitude":
+            return f"mag-{self.sparsity:.2f}" + ("-global" if self.scope == "global" else "")
+        return f"match-{self.matched_to}"
+
+
+def check_bits(bits) -> None:
+    if not isinstance(bits, int) or isinstance(bits, bool) or not MIN_BITS <= bits <= MAX_BITS:
+        raise AuditError(f"quantization bits must be integers from {MIN_BITS} to {MAX_BITS}, got {bits!r}")
+
+
+def check_sparsity(sparsity) -> None:
+    if not isinstance(sparsity, (int, float)) or not 0.0 <= float(sparsity) < 1.0:
+        raise AuditError(f"pruning sparsity must be a number in [0, 1), got {sparsity!r}")
+
+
+_RTN = re.compile(r"^rtn-w(\d+)(?:-g(\d+))?(-asym)?$")
+_MAG = re.compile(r"^mag-(\d*\.?\d+)(-global)?$")
+
+
+def parse_variant(name: str) -> Variant:
+    if name == "fp":
+        return Variant("fp")
+    if m := _RTN.match(name):
+        return Variant("rtn", bits=int(m[1]), group_size=int(m[2]) if m[2] else None, symmetric=not m[3])
+    if m := _MAG.match(name):
+        return Variant("magnitude", sparsity=float(m[1]), scope="global" if m[2] else "layer")
+    if name.startswith("match-"):
+        inner = parse_variant(name[len("match-"):])
+        if inner.kind != "rtn":
+            raise AuditError(f"variant {name!r}: only quantized variants are matched to a pruning level")
+        return Variant("match", matched_to=inner.name)
+    raise AuditError(f"unknown variant name {name!r}; expected fp, rtn-w<bits>[-g<size>][-asym], mag-<sparsity>")
+
+
+# --------------------------------------------------------------------------- quantization
+
+
+def rtn_quantize(weight: torch.Tensor, bits: int, group_size: int | None = None, symmetric: bool = True) -> torch.Tensor:
+    """Round-to-nearest fake quantization of a (out, in) weight; returns the dequantized weight.
+
+    Symmetric: scale = max|w| / (2^(b-1) - 1), q = clamp(round(w/scale), -2^(b-1), 2^(b-1) - 1).
+    Asymmetric: scale = (max - min) / (2^b - 1), zero = round(-min/scale), q in [0, 2^b - 1].
+    Statistics are per output row, or per group of `group_size` consecutive input columns.
+    """
+    check_bits(bits)
+    out_features, in_features = weight.shape
+    w = weight.detach().to(torch.float32)
+    if group_size:
+        if in_features % group_size:
+            raise AuditError(
+                f"quantization group_size {group_size} does not divide the input width {in_features}; "
+                "choose a divisor or drop group_size for per-channel scales"
+            )
+        w = w.reshape(out_features, in_features // group_size, group_size)
+    if symmetric:
+        qmax = 2 ** (bits - 1) - 1
+        scale = w.abs().amax(dim=-1, keepdim=True) / qmax
+        scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+        q = torch.clamp(torch.round(w / scale), -(qmax + 1), qmax)
+        deq = q * scale
+    else:
+        qmax = 2**bits - 1
+        lo = w.amin(dim=-1, keepdim=True)
+        hi = w.amax(dim=-1, keepdim=True)
+        scale = (hi - lo) / qmax
+        scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+        zero = torch.round(-lo / scale)
+        q = torch.clamp(torch.round(w / scale) + zero, 0, qmax)
+        deq = (q - zero) * scale
+    return deq.reshape(out_features, in_features).to(weight.dtype)
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+def smallest_k_mask(abs_values: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of exactly k smallest entries of a flat tensor.
+
+    kthvalue, not torch.quantile (which fails above 16 M elements). Ties at the threshold are
+    broken by position so the sparsity is exact even on weights with few distinct values
+    (dequantized GGUF weights have 16 per block).
+    """
+    mask = torch.zeros_like(abs_values, dtype=torch.bool)
+    if k <= 0:
+        return mask
+    threshold = torch.kthvalue(abs_values.float(), k).values
+    mask = abs_values < threshold
+    missing = k - int(mask.sum())
+    if missing > 0:
+        ties = torch.nonzero(abs_values == threshold).flatten()[:missing]
+        mask[ties] = True
+    return mask
+
+
+@torch.no_grad()
+def magnitude_prune_(linears: list[nn.Linear], sparsity: float, scope: str = "layer") -> None:
+    """Zero the smallest-magnitude weights in place; permanent (no masks or hooks remain)."""
+    check_sparsity(sparsity)
+    if scope == "layer":
+        for lin in linears:
+            flat = lin.weight.view(-1)
+            flat[smallest_k_mask(flat.abs(), round(sparsity * flat.numel()))] = 0
+    elif scope == "global":
+        flats = [lin.weight.view(-1) for lin in linears]
+        everything = torch.cat([f.abs().float() for f in flats])
+        mask = smallest_k_mask(everything, round(sparsity * everything.numel()))
+        start = 0
+        for flat in flats:
+            flat[mask[start : start + flat.numel()]] = 0
+            start += flat.numel()
+    else:
+        raise AuditError(f"pruning scope must be 'layer' or 'global', got {scope!r}")
+
+
+# --------------------------------------------------------------------------- variants
+
+
+@torch.no_grad()
+def apply_variant(model: nn.Module, variant: Variant, matched_sparsity: float | None = None) -> nn.Module:
+    """A deep copy of `model` with the variant's compression applied to every block linear."""
+    compressed = copy.deepcopy(model)
+    if variant.kind == "fp":
+        return compressed
+    linears = [lin for _, lin in block_linears(compressed)]
+    if variant.kind == "rtn":
+        for lin in linears:
+            lin.weight.copy_(rtn_quantize(lin.weight, variant.bits, variant.group_size, variant.symmetric))
+    elif variant.kind == "magnitude":
+        magnitude_prune_(linears, variant.sparsity, variant.scope)
+    elif variant.kind == "match":
+        if matched_sparsity is None:
+            raise AuditError(f"variant {variant.name} needs its matched sparsity (run the match_pruning stage)")
+        magnitude_prune_(linears, matched_sparsity, variant.scope)
+    return compressed

@@ -1,0 +1,77 @@
+"""Task metrics on held-out tokens: perplexity (per-sequence and sliding-window), and how far a
+variant's next-token distribution moves from the FP model's (KL, top-1 agreement)."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import torch
+import torch.nn.functional as F
+
+
+def _device(model):
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def perplexity(model, input_ids: torch.Tensor, batch_size: int = 8) -> float:
+    """exp(mean next-token cross-entropy), each sequence its own window (no overlap)."""
+    nll, count = 0.0, 0
+    for s in range(0, len(input_ids), batch_size):
+        ids = input_ids[s : s + batch_size].to(_device(model))
+        logits = model(input_ids=ids, use_cache=False).logits.float()
+        nll += F.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten(), reduction="sum").item()
+        count += ids[:, 1:].numel()
+    return math.exp(nll / count)
+
+
+@torch.no_grad()
+def sliding_perplexity(model, stream: torch.Tensor, window: int, stride: int) -> float:
+    """Perplexity of one contiguous token stream with a sliding window (transformers' recipe):
+    each token is scored once, with up to `window - stride` tokens of context before it."""
+    device = _device(model)
+    nll, count, prev_end = 0.0, 0, 0
+    for begin in range(0, len(stream), stride):
+        end = min(begin + window, len(stream))
+        target_len = end - prev_end
+        ids = stream[begin:end].unsqueeze(0).to(device)
+        logits = model(input_ids=ids, use_cache=False).logits.float()[0, :-1]
+        targets = ids[0, 1:]
+        # Only the last target_len tokens of the window are new; earlier ones were scored before.
+        scored = torch.arange(1, end - begin, device=device) >= (end - begin) - target_len
+        nll += F.cross_entropy(logits[scored], targets[scored], reduction="sum").item()
+        count += int(scored.sum())
+        prev_end = end
+        if end == len(stream):
+            break
+    return math.exp(nll / count)
+
+
+@torch.no_grad()
+def compare_to_fp(fp_model, variant_model, input_ids: torch.Tensor, batch_size: int = 8, progress: bool = False) -> dict:
+    """Perplexity of both, KL(P_fp || P_variant) per token, and top-1 agreement, in one pass."""
+    device = _device(variant_model)
+    nll_fp = nll_var = kl = agree = 0.0
+    count = 0
+    for s in range(0, len(input_ids), batch_size):
+        ids = input_ids[s : s + batch_size].to(device)
+        lp_fp = F.log_softmax(fp_model(input_ids=ids, use_cache=False).logits.float()[:, :-1], -1)
+        lp_var = F.log_softmax(variant_model(input_ids=ids, use_cache=False).logits.float()[:, :-1], -1)
+        targets = ids[:, 1:]
+        nll_fp -= lp_fp.gather(-1, targets[..., None]).sum().item()
+        nll_var -= lp_var.gather(-1, targets[..., None]).sum().item()
+        kl += (lp_fp.exp() * (lp_fp - lp_var)).sum().item()
+        agree += (lp_fp.argmax(-1) == lp_var.argmax(-1)).sum().item()
+        count += targets.numel()
+        if progress:
+            print(f"\rmetrics: {min(s + batch_size, len(input_ids))}/{len(input_ids)} sequences", file=sys.stderr, end="", flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return {
+        "perplexity": math.exp(nll_var / count),
+        "fp_perplexity": math.exp(nll_fp / count),
+        "kl_to_fp": kl / count,
+        "top1_agreement": agree / count,
+        "n_tokens": count,
+    }

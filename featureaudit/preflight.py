@@ -1,0 +1,66 @@
+"""Checks that run when the workflow starts, before any job: everything that can be known
+from local files (hook layer in range, SAE width, SAE hook) fails here in one line rather than
+after an hour of capture. Nothing here touches the network; hub ids are checked when loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from .capture import parse_hook
+from .errors import AuditError
+from .models import resolve_path
+
+
+def model_shape(source: str, path: str) -> dict | None:
+    """{'n_layers', 'd_model', 'n_params'} from a local model's config, or None if not local."""
+    from transformers import AutoConfig
+
+    where = resolve_path(path)
+    if source == "gguf":
+        if not os.path.isfile(where):
+            raise AuditError(f"GGUF file {where} does not exist; fix models.<name>.path")
+        cfg = AutoConfig.from_pretrained(str(Path(where).parent), gguf_file=Path(where).name)
+    elif os.path.isdir(where):
+        cfg = AutoConfig.from_pretrained(where)
+    else:
+        return None
+    cfg = getattr(cfg, "text_config", None) or cfg
+    d, L = int(cfg.hidden_size), int(cfg.num_hidden_layers)
+    ffn = int(getattr(cfg, "intermediate_size", 4 * d) or 4 * d)
+    n_params = L * (4 * d * d + 3 * d * ffn) + 2 * int(cfg.vocab_size) * d
+    return {"n_layers": L, "d_model": d, "n_params": n_params}
+
+
+def guess_shape(path: str) -> dict:
+    """For hub ids (not local): size from the name ('70m', '2b'), for resource requests only."""
+    m = re.search(r"(\d+(?:\.\d+)?)([mb])\b", path.lower())
+    n = float(m[1]) * (1e6 if m[2] == "m" else 1e9) if m else 1e9
+    return {"n_layers": None, "d_model": int(512 * max(1.0, (n / 7e7) ** 0.33)), "n_params": int(n)}
+
+
+def preflight(cfg) -> dict:
+    shapes = {}
+    for name, m in cfg.models.items():
+        try:
+            shape = model_shape(m.source, m.path)
+        except AuditError as e:
+            raise AuditError(f"models.{name}: {e}") from None
+        parse_hook(m.hook, shape["n_layers"] if shape else None)
+        if shape and m.sae.source == "disk":
+            cfg_json = Path(m.sae.path) / "cfg.json"
+            if not cfg_json.exists():
+                raise AuditError(f"models.{name}.sae.path: {m.sae.path} is not a folder saved by SAELens (no cfg.json)")
+            sae_cfg = json.loads(cfg_json.read_text())
+            if int(sae_cfg["d_in"]) != shape["d_model"]:
+                raise AuditError(
+                    f"models.{name}.sae: SAE d_in is {sae_cfg['d_in']} but {m.hook} has width {shape['d_model']}; "
+                    "use an SAE trained on this model and hook"
+                )
+            hook = sae_cfg.get("hook_name") or (sae_cfg.get("metadata") or {}).get("hook_name")
+            if hook and hook != m.hook:
+                raise AuditError(f"models.{name}.hook is {m.hook} but the SAE was trained at {hook}; make them agree")
+        shapes[name] = shape or guess_shape(m.path)
+    return shapes

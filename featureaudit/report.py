@@ -1,0 +1,29 @@
+"""The summary table: one row per variant, what a person (or the gate) reads first."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .compression import parse_variant
+from .io import read_json, read_table
+from .survival import fractions
+
+COLUMNS = ("variant", "kind", "bits", "sparsity", "n_active", "frac_survived", "frac_blurred", "frac_damaged",
+           "n_born", "perplexity", "perplexity_sliding", "perplexity_change", "kl_to_fp", "top1_agreement", "auc")
+
+
+def build_summary(variants, survival_paths, metrics_paths, predict_paths) -> pd.DataFrame:
+    rows = []
+    for v, sp, mp, pp in zip(variants, survival_paths, metrics_paths, predict_paths):
+        spec = parse_variant(v)
+        met, pred = read_json(mp), read_json(pp)
+        row = {"variant": v, "kind": "magnitude" if spec.kind == "match" else spec.kind, "bits": spec.bits,
+               "sparsity": met.get("matched_sparsity") if spec.kind == "match" else spec.sparsity}
+        row.update(fractions(read_table(sp, columns=["status", "born"]).to_pandas()))
+        row.update({k: met[k] for k in ("perplexity", "perplexity_sliding", "kl_to_fp", "top1_agreement")})
+        row["auc"] = pred.get("auc")
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    fp = df.loc[df.variant == "fp", "perplexity"]
+    df["perplexity_change"] = df.perplexity / float(fp.iloc[0]) - 1 if len(fp) else float("nan")
+    return df[list(COLUMNS)]

@@ -1,0 +1,124 @@
+"""Feature survival: per-feature Pearson r between FP and variant SAE codes.
+
+r runs over *all* audit tokens, zeros included. It is computed in one streaming pass over the
+sparse codes, accumulating per-feature n, Σx, Σy, Σxy, Σx², Σy² in float64: memory is O(d_sae)
+plus one row group, whatever the number of tokens.
+
+Among features active in FP (firing on >= active_min_tokens tokens):
+  survived  r >= survived_r
+  blurred   blurred_r <= r < survived_r
+  damaged   r < blurred_r, or the variant never fires it
+Other features are `inactive`; those the variant makes active are counted as *born*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .codes import Codes, check_aligned
+from .errors import AuditError
+
+STATUSES = ("survived", "blurred", "damaged", "inactive")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    active_min_tokens: int = 10
+    survived_r: float = 0.9
+    blurred_r: float = 0.5
+
+    def __post_init__(self):
+        if not -1.0 <= self.blurred_r <= self.survived_r <= 1.0:
+            raise AuditError(
+                f"survival thresholds need -1 <= blurred_r <= survived_r <= 1, got blurred_r={self.blurred_r}, "
+                f"survived_r={self.survived_r}"
+            )
+        if self.active_min_tokens < 1:
+            raise AuditError("survival.active_min_tokens must be at least 1")
+
+
+class PearsonAccumulator:
+    """Per-feature sums for Pearson r between two sparse signals over n_tokens tokens."""
+
+    def __init__(self, d_sae: int):
+        self.d = d_sae
+        self.nx = np.zeros(d_sae, np.int64)
+        self.ny = np.zeros(d_sae, np.int64)
+        self.sx = np.zeros(d_sae)
+        self.sy = np.zeros(d_sae)
+        self.sxx = np.zeros(d_sae)
+        self.syy = np.zeros(d_sae)
+        self.sxy = np.zeros(d_sae)
+
+    def add(self, tx, fx, vx, ty, fy, vy) -> None:
+        """One chunk of tokens: (token, feature, value) nonzeros of x and of y."""
+        d = self.d
+        vx = vx.astype(np.float64)
+        vy = vy.astype(np.float64)
+        self.nx += np.bincount(fx, minlength=d)
+        self.ny += np.bincount(fy, minlength=d)
+        self.sx += np.bincount(fx, vx, d)
+        self.sy += np.bincount(fy, vy, d)
+        self.sxx += np.bincount(fx, vx * vx, d)
+        self.syy += np.bincount(fy, vy * vy, d)
+        # Σxy only gets contributions where both fire on the same token.
+        kx = tx.astype(np.int64) * d + fx
+        ky = ty.astype(np.int64) * d + fy
+        _, ix, iy = np.intersect1d(kx, ky, assume_unique=True, return_indices=True)
+        self.sxy += np.bincount(fx[ix], vx[ix] * vy[iy], d)
+
+    def pearson(self, n_tokens: int) -> np.ndarray:
+        n = float(n_tokens)
+        cov = self.sxy - self.sx * self.sy / n
+        varx = self.sxx - self.sx**2 / n
+        vary = self.syy - self.sy**2 / n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = cov / np.sqrt(varx * vary)
+        r[(varx <= 0) | (vary <= 0)] = np.nan
+        return np.clip(r, -1.0, 1.0)
+
+
+def accumulate(fp: Codes, variant: Codes) -> PearsonAccumulator:
+    check_aligned(fp, variant)
+    acc = PearsonAccumulator(fp.d_sae)
+    for (tx, fx, vx), (ty, fy, vy) in zip(fp.groups(), variant.groups()):
+        acc.add(tx, fx, vx, ty, fy, vy)
+    return acc
+
+
+def classify(r: np.ndarray, fp_active: np.ndarray, variant_active: np.ndarray, th: Thresholds) -> np.ndarray:
+    active = fp_active >= th.active_min_tokens
+    status = np.full(len(r), "inactive", dtype=object)
+    rr = np.where(np.isnan(r), -np.inf, r)
+    status[active & (rr >= th.survived_r)] = "survived"
+    status[active & (rr < th.survived_r) & (rr >= th.blurred_r)] = "blurred"
+    status[active & ((rr < th.blurred_r) | (variant_active == 0))] = "damaged"
+    return status
+
+
+def survival_table(fp_codes, variant_codes, thresholds: Thresholds = Thresholds()) -> pd.DataFrame:
+    fp, var = Codes(fp_codes), Codes(variant_codes)
+    acc = accumulate(fp, var)
+    r = acc.pearson(fp.n_tokens)
+    status = classify(r, acc.nx, acc.ny, thresholds)
+    born = (acc.nx < thresholds.active_min_tokens) & (acc.ny >= thresholds.active_min_tokens)
+    return pd.DataFrame({
+        "feature": np.arange(fp.d_sae, dtype=np.int64),
+        "fp_active_tokens": acc.nx,
+        "variant_active_tokens": acc.ny,
+        "r": r,
+        "status": pd.Series(status, dtype="string"),
+        "born": born,
+    })
+
+
+def fractions(table: pd.DataFrame) -> dict:
+    active = table[table.status != "inactive"]
+    n = len(active)
+    out = {"n_active": n, "n_born": int(table.born.sum()) if "born" in table else 0}
+    for s in ("survived", "blurred", "damaged"):
+        out[f"frac_{s}"] = float((active.status == s).sum() / n) if n else float("nan")
+    return out

@@ -1,0 +1,40 @@
+rule capture:
+    input:
+        tokens=f"{R}/{{model}}/tokens.parquet",
+        reference=f"{R}/{{model}}/reference",
+        sae=f"{R}/{{model}}/sae",
+        matched=get_matched_json,
+    output:
+        directory(f"{R}/{{model}}/activations/{{variant}}"),
+    log:
+        "logs/{model}/capture/{variant}.log",
+    params:
+        model=model_params,
+        scope=CFG.pruning.scope,
+        code=library_code("capture", "compression", "architecture", "models"),
+    threads: 2
+    resources:
+        gpu=gpus,
+    conda:
+        ENV
+    script:
+        "../scripts/capture.py"
+
+
+rule encode:
+    input:
+        sae=f"{R}/{{model}}/sae",
+        activations=f"{R}/{{model}}/activations/{{variant}}",
+    output:
+        f"{R}/{{model}}/codes/{{variant}}.parquet",
+    log:
+        "logs/{model}/encode/{variant}.log",
+    params:
+        code=library_code("codes", "sae"),
+    threads: 2
+    resources:
+        gpu=gpus,
+    conda:
+        ENV
+    script:
+        "../scripts/encode.py"

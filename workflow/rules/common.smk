@@ -1,0 +1,101 @@
+# Config loading and every input function, in one place.
+import hashlib
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir)))
+
+from featureaudit.config import load_config
+from featureaudit.errors import AuditError
+from featureaudit.plots import FIGURES
+from featureaudit.preflight import preflight
+
+try:
+    CFG = load_config(config)
+    SHAPES = preflight(CFG)
+except AuditError as e:
+    sys.exit(f"featureaudit: {e}")
+validate(config, "../schemas/config.schema.yaml")
+
+R = CFG.results
+MODELS = list(CFG.models)
+VARIANTS = CFG.variants()
+QUANTIZED = CFG.quantized()
+ENV = "../../envs/featureaudit.yaml"
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    variant=r"fp|rtn-w\d+(-g\d+)?(-asym)?|mag-[0-9.]+(-global)?|match-rtn-w\d+(-g\d+)?(-asym)?",
+    quantized=r"rtn-w\d+(-g\d+)?(-asym)?",
+
+
+def library_code(*modules):
+    """Hash of the library modules a rule runs: Snakemake tracks a rule's own script but not
+    what it imports, so this param makes a change of library code rerun the rules it affects."""
+    h = hashlib.sha256()
+    for m in ("__init__", "config", "io", "steps", "errors") + modules:
+        h.update((Path(workflow.basedir) / "featureaudit" / f"{m}.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def model_params(wildcards):
+    m = CFG.models[wildcards.model]
+    return {"source": m.source, "path": m.path, "hook": m.hook, "dtype": m.dtype, "device": CFG.device,
+            "exclude_bos": m.exclude_bos, "center": m.center}
+
+
+def corpus_params(wildcards):
+    return {"corpus": config.get("corpus", {}), "heldout_tokens": CFG.evaluation.n_tokens,
+            "sae_source": CFG.models[wildcards.model].sae.source}
+
+
+def sae_params(wildcards):
+    return config["models"][wildcards.model]["sae"]
+
+
+def get_matched_json(wildcards):
+    if wildcards.variant.startswith("match-"):
+        return f"{R}/{wildcards.model}/matched/{wildcards.variant[len('match-'):]}.json"
+    return []
+
+
+def get_survival_all(wildcards):
+    return expand(f"{R}/{wildcards.model}/survival/{{variant}}.parquet", variant=VARIANTS)
+
+
+def get_metrics_all(wildcards):
+    return expand(f"{R}/{wildcards.model}/metrics/{{variant}}.json", variant=VARIANTS)
+
+
+def get_predictability_all(wildcards):
+    return expand(f"{R}/{wildcards.model}/predictability/{{variant}}.json", variant=VARIANTS)
+
+
+def get_overlap_all(wildcards):
+    if not CFG.pruning.match:
+        return []
+    return expand(f"{R}/{wildcards.model}/overlap/{{q}}.json", q=QUANTIZED)
+
+
+def get_final_outputs():
+    return expand(f"{R}/{{model}}/summary.csv", model=MODELS) + expand(
+        f"{R}/{{model}}/figures/{{name}}.png", model=MODELS, name=FIGURES
+    )
+
+
+def heavy_resources(stage):
+    from featureaudit.resources import estimate_resources
+
+    def f(wildcards, attempt):
+        shape = SHAPES[wildcards.model]
+        tokens = CFG.corpus.n_tokens + CFG.evaluation.n_tokens + CFG.corpus.sae_train_tokens
+        return estimate_resources(shape["n_params"], shape["d_model"], tokens, stage, attempt)
+
+    return f
+
+
+def gpus(wildcards):
+    return 1 if CFG.device == "cuda" else 0

@@ -1,0 +1,40 @@
+rule summary:
+    input:
+        survival=get_survival_all,
+        metrics=get_metrics_all,
+        predictability=get_predictability_all,
+    output:
+        report(f"{R}/{{model}}/summary.csv", caption="../report/summary.rst", category="Summary"),
+    log:
+        "logs/{model}/summary.log",
+    params:
+        variants=VARIANTS,
+        code=library_code("report", "survival"),
+    conda:
+        ENV
+    script:
+        "../scripts/summary.py"
+
+
+rule figures:
+    input:
+        summary=f"{R}/{{model}}/summary.csv",
+        survival=get_survival_all,
+        predictability=get_predictability_all,
+        overlap=get_overlap_all,
+    output:
+        report(
+            expand(f"{R}/{{{{model}}}}/figures/{{name}}.{{ext}}", name=FIGURES, ext=["png", "svg"]),
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/{model}/figures.log",
+    params:
+        variants=VARIANTS,
+        quantized=QUANTIZED,
+        code=library_code("plots"),
+    conda:
+        ENV
+    script:
+        "../scripts/figures.py"

@@ -1,0 +1,19 @@
+rule sae:
+    input:
+        tokens=f"{R}/{{model}}/tokens.parquet",
+        reference=f"{R}/{{model}}/reference",
+    output:
+        directory(f"{R}/{{model}}/sae"),
+    log:
+        "logs/{model}/sae.log",
+    params:
+        model=model_params,
+        sae=sae_params,
+        code=library_code("sae", "sae_pretrained", "capture"),
+    threads: 2
+    resources:
+        gpu=gpus,
+    conda:
+        ENV
+    script:
+        "../scripts/sae.py"
