@@ -5,11 +5,19 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-
-configfile: "config.yaml"
+# No `configfile:` here: Snakemake would deep-merge it under a user's --configfile (adding the
+# default model to every audit). profiles/default names config.yaml as the default instead.
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    variant=r"fp|rtn-w\d+(-g\d+)?(-asym)?|mag-[0-9.]+(-global)?|match-rtn-w\d+(-g\d+)?(-asym)?",
+    quantized=r"rtn-w\d+(-g\d+)?(-asym)?",
+
+
 include: "workflow/rules/tokens.smk"
 include: "workflow/rules/sae.smk"
 include: "workflow/rules/capture.smk"

@@ -155,7 +155,7 @@ def validate_schema(raw: dict) -> None:
     import jsonschema
 
     schema = yaml.safe_load(SCHEMA.read_text())
-    error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(schema).iter_errors(raw))
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(raw))
     if error is None:
         return
     key = ".".join(str(p) for p in error.absolute_path) or "(top level)"

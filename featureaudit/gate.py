@@ -12,7 +12,13 @@ import sys
 import pandas as pd
 
 
+REQUIRED = ("variant", "n_active", "frac_survived", "frac_damaged", "perplexity")
+
+
 def check(summary: pd.DataFrame, variant: str, min_survived: float, max_damaged: float) -> tuple[bool, str]:
+    missing = [c for c in REQUIRED if c not in summary.columns]
+    if missing:
+        raise KeyError(f"the summary has no column {', '.join(missing)}; is it a featureaudit summary.csv?")
     rows = summary[summary.variant == variant]
     if rows.empty:
         raise KeyError(f"variant {variant!r} is not in the summary; it has {', '.join(summary.variant)}")
@@ -34,7 +40,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         ok, msg = check(pd.read_csv(args.summary), args.variant, args.min_survived, args.max_damaged)
-    except (OSError, KeyError, pd.errors.ParserError) as e:
+    except (OSError, KeyError, ValueError) as e:  # ValueError: pandas' ParserError, EmptyDataError; non-numbers
         print(f"featureaudit-gate: {e}", file=sys.stderr)
         return 2
     print(msg)

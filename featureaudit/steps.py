@@ -68,18 +68,14 @@ def make_tokens(cfg: AuditConfig, model: str, out_path) -> None:
 
 
 def make_reference(cfg: AuditConfig, model: str, out_dir) -> None:
-    """GGUF models are dequantized once and saved as a transformers folder (loads in seconds
-    instead of re-dequantizing in every job); hub/folder models are only pointed to."""
+    """Loads the reference model once (a broken path or hub id fails here, early) and records
+    where it came from; every later job loads it the same way (a GGUF file loads in seconds)."""
     m = cfg.models[model]
+    lm, _ = load_model(m.source, m.path, torch.float32, "cpu", name=model)
+    shape = {"n_layers": n_layers(lm), "d_model": hidden_size(lm), "n_params": sum(p.numel() for p in lm.parameters())}
     with atomic_dir(out_dir) as tmp:
-        if m.source == "gguf":
-            lm, tok = load_model(m.source, m.path, torch.float32, "cpu", name=model)
-            lm.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            pointer = {"source": "hf", "path": str(Path(out_dir).resolve()), "from": m.path}
-        else:
-            pointer = {"source": "hf", "path": m.path}
-        (Path(tmp) / "featureaudit-reference.json").write_text(json.dumps(pointer))
+        (Path(tmp) / "featureaudit-reference.json").write_text(json.dumps({"source": m.source, "path": m.path, **shape}))
+    log(f"reference {model}: {shape}")
 
 
 def load_reference(cfg: AuditConfig, model: str, ref_dir):

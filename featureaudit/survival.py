@@ -77,7 +77,10 @@ class PearsonAccumulator:
         vary = self.syy - self.sy**2 / n
         with np.errstate(invalid="ignore", divide="ignore"):
             r = cov / np.sqrt(varx * vary)
-        r[(varx <= 0) | (vary <= 0)] = np.nan
+        # Σx² - (Σx)²/n of a constant feature is rounding noise (~n·eps·Σx², either sign), not 0:
+        # a variance below that bound is zero, so r is undefined rather than noise/noise.
+        tol = 4 * n * np.finfo(np.float64).eps
+        r[(varx <= tol * self.sxx) | (vary <= tol * self.syy)] = np.nan
         return np.clip(r, -1.0, 1.0)
 
 

@@ -14,6 +14,8 @@ rule capture:
         code=library_code("capture", "compression", "architecture", "models"),
     threads: 2
     resources:
+        mem_mb=mem_mb("capture"),
+        runtime=runtime("capture"),
         gpu=gpus,
     conda:
         ENV
@@ -33,6 +35,8 @@ rule encode:
         code=library_code("codes", "sae"),
     threads: 2
     resources:
+        mem_mb=mem_mb("encode"),
+        runtime=runtime("encode"),
         gpu=gpus,
     conda:
         ENV

@@ -12,6 +12,8 @@ from featureaudit.errors import AuditError
 from featureaudit.plots import FIGURES
 from featureaudit.preflight import preflight
 
+if not config:
+    sys.exit("featureaudit: no config given; pass --configfile config.yaml (or use --profile profiles/default)")
 try:
     CFG = load_config(config)
     SHAPES = preflight(CFG)
@@ -26,14 +28,8 @@ QUANTIZED = CFG.quantized()
 ENV = "../../envs/featureaudit.yaml"
 
 
-wildcard_constraints:
-    model="|".join(MODELS),
-    variant=r"fp|rtn-w\d+(-g\d+)?(-asym)?|mag-[0-9.]+(-global)?|match-rtn-w\d+(-g\d+)?(-asym)?",
-    quantized=r"rtn-w\d+(-g\d+)?(-asym)?",
-
-
 def library_code(*modules):
-    """Hash of the library modules a rule runs: Snakemake tracks a rule's own script but not
+    """Hash of the library modules behind a step. Snakemake tracks a script but not
     what it imports, so this param makes a change of library code rerun the rules it affects."""
     h = hashlib.sha256()
     for m in ("__init__", "config", "io", "steps", "errors") + modules:
@@ -86,15 +82,22 @@ def get_final_outputs():
     )
 
 
-def heavy_resources(stage):
+def _estimate(wildcards, attempt, stage):
     from featureaudit.resources import estimate_resources
 
-    def f(wildcards, attempt):
-        shape = SHAPES[wildcards.model]
-        tokens = CFG.corpus.n_tokens + CFG.evaluation.n_tokens + CFG.corpus.sae_train_tokens
-        return estimate_resources(shape["n_params"], shape["d_model"], tokens, stage, attempt)
+    shape = SHAPES[wildcards.model]
+    tokens = CFG.corpus.n_tokens + CFG.evaluation.n_tokens + CFG.corpus.sae_train_tokens
+    device = "cuda" if CFG.device == "cuda" else "cpu"
+    return estimate_resources(shape["n_params"], shape["d_model"], tokens, stage, attempt, device=device)
 
-    return f
+
+def mem_mb(stage):
+    """Memory request from the model's size and the token budget; grows with each retry."""
+    return lambda wildcards, attempt: _estimate(wildcards, attempt, stage)["mem_mb"]
+
+
+def runtime(stage):
+    return lambda wildcards, attempt: _estimate(wildcards, attempt, stage)["runtime"]
 
 
 def gpus(wildcards):

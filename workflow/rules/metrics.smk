@@ -14,6 +14,8 @@ rule metrics:
         code=library_code("metrics", "compression", "architecture", "models"),
     threads: 2
     resources:
+        mem_mb=mem_mb("metrics"),
+        runtime=runtime("metrics"),
         gpu=gpus,
     conda:
         ENV
@@ -35,6 +37,8 @@ rule match_pruning:
         code=library_code("overlap", "metrics", "compression", "architecture", "models"),
     threads: 2
     resources:
+        mem_mb=mem_mb("match_pruning"),
+        runtime=runtime("match_pruning"),
         gpu=gpus,
     conda:
         ENV

@@ -12,6 +12,8 @@ rule sae:
         code=library_code("sae", "sae_pretrained", "capture"),
     threads: 2
     resources:
+        mem_mb=mem_mb("train_sae"),
+        runtime=runtime("train_sae"),
         gpu=gpus,
     conda:
         ENV

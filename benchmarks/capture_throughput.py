@@ -1,0 +1,89 @@
+"""Capture-stage throughput against a plain truncated forward, measured in one run.
+
+The activation stage (forward hooks, early exit after the hooked layer, copy to CPU, parquet
+shards written) is compared with `model(ids, output_hidden_states=True)` on a copy of the
+model truncated to the same layer count, on the same tokens and device. Random weights: this
+measures speed only, never survival.
+
+    python benchmarks/capture_throughput.py --arch gemma2-2b --layer 12 --tokens 1048576   # GPU
+    python benchmarks/capture_throughput.py --arch small --layer 2 --tokens 16384          # CPU smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+
+import torch
+from transformers import Gemma2Config, Gemma2ForCausalLM
+
+from featureaudit.architecture import decoder_layers
+from featureaudit.capture import write_activation_shards
+from featureaudit.device import resolve_device, resolve_dtype
+
+ARCHS = {
+    # Gemma-2-2B's architecture (random weights).
+    "gemma2-2b": dict(hidden_size=2304, num_hidden_layers=26, intermediate_size=9216, num_attention_heads=8,
+                      num_key_value_heads=4, head_dim=256, vocab_size=256000),
+    # Same shape family, small enough for a CPU.
+    "small": dict(hidden_size=256, num_hidden_layers=6, intermediate_size=1024, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=64, vocab_size=32000),
+}
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="small", choices=ARCHS)
+    ap.add_argument("--layer", type=int, default=2)
+    ap.add_argument("--tokens", type=int, default=16384)
+    ap.add_argument("--context", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=16)
+    args = ap.parse_args()
+
+    device = resolve_device("auto")
+    dtype = resolve_dtype("auto", device)
+    torch.manual_seed(0)
+    cfg = Gemma2Config(**ARCHS[args.arch], attn_implementation="sdpa" if device.type == "cuda" else "eager")
+    model = Gemma2ForCausalLM(cfg).to(device=device, dtype=dtype).eval()
+    n_seq = args.tokens // args.context
+    ids = torch.randint(0, cfg.vocab_size, (n_seq, args.context))
+    hook = f"blocks.{args.layer}.hook_resid_post"
+
+    truncated = copy.deepcopy(model)  # a real copy: truncating a shallow copy truncates the original
+    layers = decoder_layers(truncated)
+    del layers[args.layer + 1 :]
+    truncated.config.num_hidden_layers = args.layer + 1
+
+    def plain():
+        with torch.no_grad():
+            for s in range(0, n_seq, args.batch):
+                out = truncated.model(input_ids=ids[s : s + args.batch].to(device), output_hidden_states=True,
+                                      use_cache=False)
+                out.hidden_states[args.layer + 1].shape
+        sync(device)
+
+    def stage(tmp):
+        write_activation_shards(model, ids, hook, f"{tmp}/acts", batch_size=args.batch, progress=False)
+        sync(device)
+
+    plain()  # warm-up (kernels, allocator)
+    t0 = time.perf_counter(); plain(); t_plain = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter(); stage(tmp); t_stage = time.perf_counter() - t0
+    tokens = n_seq * args.context
+    print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}), dtype {dtype}, "
+          f"arch {args.arch}, hook {hook}, {tokens} tokens, batch {args.batch}x{args.context}")
+    print(f"plain truncated forward : {tokens / t_plain:12.0f} tokens/s")
+    print(f"capture stage (+shards) : {tokens / t_stage:12.0f} tokens/s")
+    print(f"ratio stage / plain     : {t_plain / t_stage:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The Snakefile end to end on tiny offline models (GPT-NeoX with the Pythia layout and a
+SAELens-saved SAE; Gemma-2 with an SAE the workflow trains), checked against TransformerLens,
+SAELens and scipy; incremental re-runs; start-up errors; lint."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+from scipy.stats import pearsonr
+
+from conftest import REPO, TinyProject, base_config
+from tiny_models import tl_reference
+
+pytestmark = pytest.mark.slow
+MODELS = {"neox": "blocks.1.hook_resid_post", "gemma2": "blocks.2.hook_resid_post"}
+
+
+def job_counts(dry_run_stdout: str) -> dict[str, int]:
+    """Rule -> number of jobs from the 'Job stats' table of `snakemake -n`."""
+    counts, in_table = {}, False
+    for line in dry_run_stdout.splitlines():
+        if line.startswith("Job stats"):
+            in_table = True
+            continue
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if in_table and m:
+            if m[1] == "total":
+                break
+            counts[m[1]] = int(m[2])
+    return counts
+
+
+def audit_ids(results, model) -> torch.Tensor:
+    t = pq.read_table(results / model / "tokens.parquet").to_pandas()
+    return torch.tensor(np.stack(t[t.split == "audit"].input_ids.to_numpy()))
+
+
+def read_shards(folder) -> np.ndarray:
+    tables = [pq.read_table(p) for p in sorted(folder.glob("shard-*.parquet"))]
+    col = [t.column("act").combine_chunks() for t in tables]
+    return np.concatenate([c.values.to_numpy().reshape(-1, c.type.list_size) for c in col])
+
+
+def dense_codes(path, n_tokens_by_id: dict[int, int], d_sae: int) -> np.ndarray:
+    t = pq.read_table(path).to_pandas()
+    out = np.zeros((len(n_tokens_by_id), d_sae), np.float32)
+    out[[n_tokens_by_id[x] for x in t.token], t.feature] = t.value
+    return out
+
+
+def test_output_contract(arch_project):
+    results = arch_project.workdir / "results"
+    for model in MODELS:
+        summary = pd.read_csv(results / model / "summary.csv")
+        assert list(summary.variant) == ["fp", "rtn-w4", "match-rtn-w4"]
+        for col in ("variant", "kind", "bits", "sparsity", "n_active", "frac_survived", "frac_blurred",
+                    "frac_damaged", "n_born", "perplexity", "perplexity_sliding", "auc"):
+            assert col in summary.columns, col
+        fp = summary.set_index("variant").loc["fp"]
+        assert fp.frac_survived == 1.0 and fp.frac_damaged == 0.0
+        fracs = summary[["frac_survived", "frac_blurred", "frac_damaged"]].sum(axis=1)
+        np.testing.assert_allclose(fracs, 1.0)
+        surv = pd.read_parquet(results / model / "survival" / "rtn-w4.parquet")
+        for col in ("feature", "fp_active_tokens", "variant_active_tokens", "r", "status", "peak_activation"):
+            assert col in surv.columns, col
+        assert set(surv.status) <= {"survived", "blurred", "damaged", "inactive"}
+        metrics = json.loads((results / model / "metrics" / "rtn-w4.json").read_text())
+        for key in ("perplexity", "perplexity_sliding", "kl_to_fp", "top1_agreement", "n_tokens"):
+            assert np.isfinite(metrics[key]), key
+        ov = json.loads((results / model / "overlap" / "rtn-w4.json").read_text())
+        for key in ("matched_sparsity", "matched_perplexity", "jaccard", "spearman"):
+            assert key in ov
+        tokens = pq.read_table(results / model / "tokens.parquet")
+        assert tokens.schema.field("input_ids").type.value_type.bit_width == 64
+        for fig in ("survival_by_bits", "perplexity_vs_damage", "r_histogram", "predictor_auc", "overlap"):
+            img = mpimg.imread(results / model / "figures" / f"{fig}.png")
+            assert img.ndim == 3 and img.shape[0] > 100 and img[..., :3].std() > 0.01, fig
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_workflow_activations_and_codes_match_references(arch_project, tiny_models, model):
+    from sae_lens import SAE
+    from transformers import AutoModelForCausalLM
+
+    results = arch_project.workdir / "results"
+    ids = audit_ids(results, model)
+    hf = AutoModelForCausalLM.from_pretrained(tiny_models[model], dtype=torch.float32).eval()
+    with torch.no_grad():
+        ref = tl_reference(tiny_models[model], hf, ids, MODELS[model])[:, 1:]  # BOS excluded
+    ref = ref.reshape(-1, ref.shape[-1]).numpy()
+    captured = read_shards(results / model / "activations" / "fp")
+    np.testing.assert_allclose(captured, ref, atol=2e-5, rtol=1e-4)
+
+    sae = SAE.load_from_disk(str(results / model / "sae"))
+    with torch.no_grad():
+        expected = sae.encode(torch.from_numpy(ref)).numpy()
+    T = ids.shape[1]
+    token_ids = [s * T + p for s in range(len(ids)) for p in range(1, T)]
+    got = dense_codes(results / model / "codes" / "fp.parquet", {t: i for i, t in enumerate(token_ids)}, expected.shape[1])
+    # TopK ties at the k-th value can flip between two equal encodes; compare all but a handful of entries.
+    mismatch = ~np.isclose(got, expected, atol=1e-4, rtol=1e-3)
+    assert mismatch.sum() <= 0.001 * got.size, f"{mismatch.sum()} of {got.size} codes differ from SAELens encode"
+
+    # Survival r equals scipy's Pearson r on the densified codes.
+    var = dense_codes(results / model / "codes" / "rtn-w4.parquet", {t: i for i, t in enumerate(token_ids)}, got.shape[1])
+    surv = pd.read_parquet(results / model / "survival" / "rtn-w4.parquet").set_index("feature")
+    checked = 0
+    for f in surv.index[surv.status != "inactive"][:30]:
+        if got[:, f].std() > 0 and var[:, f].std() > 0:
+            assert surv.loc[f, "r"] == pytest.approx(pearsonr(got[:, f], var[:, f]).statistic, abs=1e-6)
+            checked += 1
+    assert checked > 5
+
+
+def test_adding_a_bit_width_schedules_only_the_new_branch(arch_project):
+    original = yaml.safe_load(arch_project.config_path.read_text())
+    try:
+        arch_project.add_bits(6)
+        counts = job_counts(arch_project.snakemake("-n").stdout)
+    finally:
+        arch_project.config = original
+        arch_project.write()
+    per_model = {"capture": 2, "encode": 2, "survival": 2, "metrics": 2, "predictability": 2,
+                 "match_pruning": 1, "overlap": 1, "summary": 1, "figures": 1}
+    expected = {rule: n * len(MODELS) for rule, n in per_model.items()} | {"all": 1}
+    assert counts == expected
+
+
+def test_changing_a_survival_threshold_reruns_only_tables(arch_project):
+    original = yaml.safe_load(arch_project.config_path.read_text())
+    try:
+        arch_project.config["survival"]["survived_r"] = 0.8
+        arch_project.write()
+        counts = job_counts(arch_project.snakemake("-n").stdout)
+    finally:
+        arch_project.config = original
+        arch_project.write()
+    assert not {"tokens", "reference_model", "sae", "capture", "encode", "metrics", "match_pruning"} & set(counts)
+    assert counts["survival"] == 3 * len(MODELS)
+
+
+def test_nothing_to_do_after_a_complete_run(arch_project):
+    out = arch_project.snakemake("-n").stdout
+    assert "Nothing to be done" in out or job_counts(out) == {}
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda c: c.update(bogus=1), "bogus"),
+        (lambda c: c["quantization"].update(bits=["4"]), "quantization.bits"),
+        (lambda c: c["quantization"].update(bits=[9]), "quantization.bits"),
+        (lambda c: c["models"]["tiny"].pop("hook"), "hook"),
+        (lambda c: c["models"]["tiny"].update(hook="blocks.9.hook_resid_post"), "layers 0..3"),
+        (lambda c: c["survival"].update(survived=0.9), "survival.survived"),
+    ],
+)
+def test_bad_config_fails_at_start_up_in_one_line(tiny_project, mutate, key):
+    mutate(tiny_project.config)
+    tiny_project.write()
+    proc = tiny_project.snakemake("-n", check=False, timeout=120)
+    assert proc.returncode != 0
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("featureaudit:")]
+    assert len(lines) == 1 and key in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tiny_project.workdir / "results").exists()
+
+
+def test_lint_passes(tiny_project):
+    proc = tiny_project.snakemake("--lint", check=False, timeout=120)
+    assert proc.returncode == 0 and "good condition" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
