@@ -35,6 +35,14 @@ def resolve_path(path: str) -> str:
     return str(file)
 
 
+def unsupported_gguf(e: Exception, name: str) -> AuditError:
+    """transformers' GGUF loader knows only some architectures (not GPT-NeoX/Pythia)."""
+    return AuditError(
+        f"transformers cannot load this GGUF architecture ({str(e).splitlines()[0]}); "
+        f"convert the model to a transformers folder and set models.{name}.source: hf"
+    )
+
+
 def load_model(source: str, path: str, dtype: torch.dtype = torch.float32, device="cpu", name: str = "<name>"):
     """(model, tokenizer) in eval mode on `device`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -55,10 +63,7 @@ def load_model(source: str, path: str, dtype: torch.dtype = torch.float32, devic
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     except ValueError as e:
         if "not supported" in str(e) and source == "gguf":
-            raise AuditError(
-                f"transformers cannot load this GGUF architecture ({str(e).splitlines()[0]}); "
-                f"convert the model to a transformers folder and set models.{name}.source: hf"
-            ) from None
+            raise unsupported_gguf(e, name) from None
         raise
     except OSError as e:
         if source == "hf" and not os.path.isdir(where):

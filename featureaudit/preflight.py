@@ -11,10 +11,10 @@ from pathlib import Path
 
 from .capture import parse_hook
 from .errors import AuditError
-from .models import resolve_path
+from .models import resolve_path, unsupported_gguf
 
 
-def model_shape(source: str, path: str) -> dict | None:
+def model_shape(source: str, path: str, name: str = "<name>") -> dict | None:
     """{'n_layers', 'd_model', 'n_params'} from a local model's config, or None if not local."""
     from transformers import AutoConfig
 
@@ -22,7 +22,12 @@ def model_shape(source: str, path: str) -> dict | None:
     if source == "gguf":
         if not os.path.isfile(where):
             raise AuditError(f"GGUF file {where} does not exist; fix models.<name>.path")
-        cfg = AutoConfig.from_pretrained(str(Path(where).parent), gguf_file=Path(where).name)
+        try:
+            cfg = AutoConfig.from_pretrained(str(Path(where).parent), gguf_file=Path(where).name)
+        except ValueError as e:
+            if "not supported" in str(e):
+                raise unsupported_gguf(e, name) from None
+            raise
     elif os.path.isdir(where):
         cfg = AutoConfig.from_pretrained(where)
     else:
@@ -45,7 +50,7 @@ def preflight(cfg) -> dict:
     shapes = {}
     for name, m in cfg.models.items():
         try:
-            shape = model_shape(m.source, m.path)
+            shape = model_shape(m.source, m.path, name)
         except AuditError as e:
             raise AuditError(f"models.{name}: {e}") from None
         parse_hook(m.hook, shape["n_layers"] if shape else None)

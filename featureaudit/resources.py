@@ -42,6 +42,10 @@ TRAIN_COPIES = 4
 FLOPS = {"cpu": 1e11, "cuda": 1e14}
 #: Single-core numpy/BLAS-level throughput of the small table jobs (they run on CPU).
 TABLE_FLOPS = 1e10
+#: Sparse codes held as a pandas frame by a table job (int64 token, int64 feature, float64
+#: value), and how many such entries pandas joins/groups per second.
+BYTES_PER_CODE_ROW = 24
+TABLE_ROWS_PER_S = 1e7
 #: Matching pruning to a quantized variant bisects over sparsity: about this many
 #: quantize/prune + evaluation passes over the tokens.
 MATCH_PRUNING_STEPS = 8
@@ -88,8 +92,9 @@ def estimate_resources(
     * ``sae`` = ``2 * d_model * d_sae * 4 B`` (encoder + decoder): ``encode`` holds it,
       ``train_sae`` holds it ``TRAIN_COPIES`` times (grads and Adam moments);
     * ``codes`` = ``n_tokens * TOPK * 8 B``: the sparse feature codes ``encode`` writes;
-    * ``table``: a ``d_sae x d_sae`` fp32 similarity matrix between two feature
-      dictionaries (the largest object a feature-matching table builds).
+    * ``table``: the FP and the variant codes as pandas frames
+      (``2 * n_tokens * TOPK * 24 B``) and a ``d_sae x d_sae`` fp32 similarity matrix
+      between two feature dictionaries (the largest object a feature-matching table builds).
 
     Wall-time terms (seconds), each FLOPs / throughput:
 
@@ -98,7 +103,8 @@ def estimate_resources(
       (``MATCH_PRUNING_STEPS`` times);
     * SAE encode ``2 * d_model * d_sae * n_tokens``; SAE training six times that per
       token (forward + backward through encoder and decoder);
-    * ``table``: ``2 * d_sae**2 * d_model`` for the similarity matrix at ``TABLE_FLOPS``;
+    * ``table``: ``2 * d_sae**2 * d_model`` for the similarity matrix at ``TABLE_FLOPS``,
+      plus joining/grouping ``2 * n_tokens * TOPK`` code rows at ``TABLE_ROWS_PER_S``;
     * plus ``BASE_MINUTES`` and ``LOAD_MINUTES_PER_GPARAM`` for stages that load weights.
 
     Returns ``{"mem_mb": int, "runtime": int}`` (runtime in minutes, as SLURM's ``-t``).
@@ -134,8 +140,10 @@ def estimate_resources(
     elif stage == "train_sae":
         mem, seconds, loads = activations + TRAIN_COPIES * sae, 6 * encode_s, False
     else:  # table
-        mem = d_sae * d_sae * 4 / MIB
-        seconds, loads = 2 * d_sae * d_sae * d_model / TABLE_FLOPS, False
+        rows = 2 * n_tokens * TOPK
+        mem = rows * BYTES_PER_CODE_ROW / MIB + d_sae * d_sae * 4 / MIB
+        seconds = 2 * d_sae * d_sae * d_model / TABLE_FLOPS + rows / TABLE_ROWS_PER_S
+        loads = False
 
     mem_mb = math.ceil(MEM_SAFETY * (OVERHEAD_MB + mem)) * attempt
     minutes = BASE_MINUTES + (load_min if loads else 0.0) + seconds / 60

@@ -1,0 +1,67 @@
+"""The paper's configuration and the hub paths, verified offline: the DAG builds without the
+network, and a user without hub access gets one line naming the config key to change."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, TinyProject, base_config
+from featureaudit.errors import AuditError
+from featureaudit.models import load_model
+from test_workflow import job_counts
+
+
+def test_paper_config_builds_the_full_dag_offline(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(REPO / "config" / "paper.yaml")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    # 2 models x (fp + 5 RTN + 6 pruning + 5 matched) variants.
+    assert counts["capture"] == counts["survival"] == 2 * 17
+    assert counts["sae"] == 2 and counts["match_pruning"] == counts["overlap"] == 2 * 5
+
+
+def test_missing_hub_model_is_one_line_naming_the_key(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(AuditError) as err:
+        load_model("hf", "EleutherAI/pythia-70m-deduped", name="pythia70m")
+    msg = str(err.value)
+    assert "\n" not in msg and "models.pythia70m.path" in msg and "could not download" in msg
+
+
+def test_gguf_neox_is_refused_with_the_fix(tmp_path):
+    import gguf
+
+    path = tmp_path / "pythia.gguf"
+    w = gguf.GGUFWriter(str(path), "gptneox")
+    w.add_block_count(2)
+    w.add_embedding_length(16)
+    w.add_tensor("token_embd.weight", np.zeros((10, 16), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(AuditError) as err:
+        load_model("gguf", str(path), name="pythia")
+    msg = str(err.value)
+    assert "gptneox" in msg and "models.pythia.source: hf" in msg and "\n" not in msg
+
+
+def test_missing_hub_dataset_is_one_line_naming_the_key(monkeypatch):
+    from featureaudit.tokens import hf_dataset_text
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(AuditError) as err:
+        hf_dataset_text("monology/pile-uncopyrighted", "train", "text", max_chars=1000)
+    msg = str(err.value)
+    assert "\n" not in msg and "corpus.source: text_files" in msg
