@@ -27,24 +27,37 @@ def perplexity(model, input_ids: torch.Tensor, batch_size: int = 8) -> float:
 
 
 @torch.no_grad()
-def sliding_perplexity(model, stream: torch.Tensor, window: int, stride: int) -> float:
+def sliding_perplexity(model, stream: torch.Tensor, window: int, stride: int, batch_size: int = 8) -> float:
     """Perplexity of one contiguous token stream with a sliding window (transformers' recipe):
-    each token is scored once, with up to `window - stride` tokens of context before it."""
+    each token is scored once, with up to `window - stride` tokens of context before it.
+
+    Windows of equal length run as one batch, and only the logits of scored positions are
+    computed (`logits_to_keep`): the LM head is a large share of a small model's forward."""
     device = _device(model)
-    nll, count, prev_end = 0.0, 0, 0
+    spans, prev_end = [], 0  # (begin, end, number of new tokens scored in this window)
     for begin in range(0, len(stream), stride):
         end = min(begin + window, len(stream))
-        target_len = end - prev_end
-        ids = stream[begin:end].unsqueeze(0).to(device)
-        logits = model(input_ids=ids, use_cache=False).logits.float()[0, :-1]
-        targets = ids[0, 1:]
-        # Only the last target_len tokens of the window are new; earlier ones were scored before.
-        scored = torch.arange(1, end - begin, device=device) >= (end - begin) - target_len
-        nll += F.cross_entropy(logits[scored], targets[scored], reduction="sum").item()
-        count += int(scored.sum())
+        if end - begin >= 2 and end > prev_end:
+            spans.append((begin, end, end - prev_end))
         prev_end = end
         if end == len(stream):
             break
+    nll, count = 0.0, 0
+    i = 0
+    while i < len(spans):
+        group = [spans[i]]
+        while (i + len(group) < len(spans) and len(group) < batch_size
+               and spans[i + len(group)][1] - spans[i + len(group)][0] == group[0][1] - group[0][0]
+               and spans[i + len(group)][2] == group[0][2]):
+            group.append(spans[i + len(group)])
+        i += len(group)
+        length, scored = group[0][1] - group[0][0], min(group[0][2], group[0][1] - group[0][0] - 1)
+        ids = torch.stack([stream[b:e] for b, e, _ in group]).to(device)
+        # logits at positions length-1-scored .. length-2 predict the last `scored` tokens.
+        logits = model(input_ids=ids, use_cache=False, logits_to_keep=scored + 1).logits.float()[:, :-1]
+        targets = ids[:, length - scored :]
+        nll += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
+        count += targets.numel()
     return math.exp(nll / count)
 
 
@@ -57,7 +70,10 @@ def compare_to_fp(fp_model, variant_model, input_ids: torch.Tensor, batch_size: 
     for s in range(0, len(input_ids), batch_size):
         ids = input_ids[s : s + batch_size].to(device)
         lp_fp = F.log_softmax(fp_model(input_ids=ids, use_cache=False).logits.float()[:, :-1], -1)
-        lp_var = F.log_softmax(variant_model(input_ids=ids, use_cache=False).logits.float()[:, :-1], -1)
+        if variant_model is fp_model:
+            lp_var = lp_fp
+        else:
+            lp_var = F.log_softmax(variant_model(input_ids=ids, use_cache=False).logits.float()[:, :-1], -1)
         targets = ids[:, 1:]
         nll_fp -= lp_fp.gather(-1, targets[..., None]).sum().item()
         nll_var -= lp_var.gather(-1, targets[..., None]).sum().item()

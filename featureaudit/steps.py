@@ -5,8 +5,8 @@ so everything here can also be run (and tested) without Snakemake."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -130,15 +130,16 @@ def _capture_matrix(lm, ids, m, center: bool) -> np.ndarray:
 
 
 def build_variant(cfg: AuditConfig, model: str, variant: str, ref_dir, matched_json=None):
+    """(reference model, compressed copy, tokenizer); `fp` is the reference itself."""
     lm, tok = load_reference(cfg, model, ref_dir)
     v = parse_variant(variant)
-    if v.kind == "magnitude":
-        v = type(v)("magnitude", sparsity=v.sparsity, scope=v.scope)
-    matched = read_json(matched_json)["matched_sparsity"] if v.kind == "match" else None
+    if v.kind == "fp":
+        return lm, lm, tok
+    matched = None
     if v.kind == "match":
-        v = type(v)("match", matched_to=v.matched_to, scope=cfg.pruning.scope)
-    compressed = apply_variant(lm, v, matched) if v.kind != "fp" else lm
-    return lm, compressed, tok
+        v = replace(v, scope=cfg.pruning.scope)
+        matched = read_json(matched_json)["matched_sparsity"]
+    return lm, apply_variant(lm, v, matched), tok
 
 
 def capture(cfg: AuditConfig, model: str, variant: str, tokens_path, ref_dir, sae_dir, out_dir, matched_json=None) -> None:
@@ -185,7 +186,7 @@ def metrics(cfg: AuditConfig, model: str, variant: str, tokens_path, ref_dir, ou
     window = e.window or ids.shape[1]
     stride = e.stride or max(window // 2, 1)
     stream = _heldout_stream(ids, cfg.corpus.prepend_bos)
-    result["perplexity_sliding"] = sliding_perplexity(lm, stream, window, stride)
+    result["perplexity_sliding"] = sliding_perplexity(lm, stream, window, stride, e.batch_size)
     result.update(variant=variant, window=window, stride=stride)
     if matched_json:
         result["matched_sparsity"] = read_json(matched_json)["matched_sparsity"]
