@@ -16,10 +16,10 @@ from .models import resolve_path, unsupported_gguf
 
 def model_shape(source: str, path: str, name: str = "<name>") -> dict | None:
     """{'n_layers', 'd_model', 'n_params'} from a local model's config, or None if not local."""
-    from transformers import AutoConfig
-
     where = resolve_path(path)
     if source == "gguf":
+        from transformers import AutoConfig
+
         if not os.path.isfile(where):
             raise AuditError(f"GGUF file {where} does not exist; fix models.<name>.path")
         try:
@@ -28,14 +28,19 @@ def model_shape(source: str, path: str, name: str = "<name>") -> dict | None:
             if "not supported" in str(e):
                 raise unsupported_gguf(e, name) from None
             raise
+        cfg = cfg.to_dict()
+    elif os.path.isfile(os.path.join(where, "config.json")):
+        # Plain JSON: importing transformers here would cost seconds on every Snakemake start
+        # (and on a cluster, in every job).
+        cfg = json.loads(Path(where, "config.json").read_text())
     elif os.path.isdir(where):
-        cfg = AutoConfig.from_pretrained(where)
+        raise AuditError(f"{where} has no config.json; point models.<name>.path at a transformers model folder")
     else:
         return None
-    cfg = getattr(cfg, "text_config", None) or cfg
-    d, L = int(cfg.hidden_size), int(cfg.num_hidden_layers)
-    ffn = int(getattr(cfg, "intermediate_size", 4 * d) or 4 * d)
-    n_params = L * (4 * d * d + 3 * d * ffn) + 2 * int(cfg.vocab_size) * d
+    cfg = cfg.get("text_config") or cfg
+    d, L = int(cfg["hidden_size"]), int(cfg["num_hidden_layers"])
+    ffn = int(cfg.get("intermediate_size") or 4 * d)
+    n_params = L * (4 * d * d + 3 * d * ffn) + 2 * int(cfg["vocab_size"]) * d
     return {"n_layers": L, "d_model": d, "n_params": n_params}
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Bring up a throw-away single-node SLURM on this machine (Debian/Ubuntu, slurm >= 22.05),
-# without systemd: munged, `slurmctld -i` and slurmd are started by hand and their PIDs
+# without systemd: munged, `slurmctld -c -i` and slurmd are started by hand and their PIDs
 # are written to $SLURM_STATE_DIR/{munged,slurmctld,slurmd}.pid, so that down.sh stops
-# exactly those processes and nothing else.
+# exactly those processes (after cancelling jobs left on this cluster) and nothing else.
 #
 #   bash tests/slurm/up.sh            # needs root; installs slurm + munge if missing
 #   FAKE_GPUS=1 bash tests/slurm/up.sh  # also advertise one fake "gpu" GRES (/dev/null)
@@ -108,7 +108,9 @@ else
   rm -f /etc/slurm/gres.conf
 fi
 rm -f /run/slurm/slurmctld.pid /run/slurm/slurmd.pid
-/usr/sbin/slurmctld -i      # -i: ignore (clear) saved state from earlier runs
+# -c: start without saved state, so jobs queued by an earlier (aborted) run never come back;
+# -i: ignore errors in state files.
+/usr/sbin/slurmctld -c -i
 for i in $(seq 50); do [ -s /run/slurm/slurmctld.pid ] && break; sleep 0.1; done
 cp /run/slurm/slurmctld.pid "$D/slurmctld.pid"
 /usr/sbin/slurmd

@@ -12,7 +12,7 @@ rule capture:
         model=model_params,
         scope=CFG.pruning.scope,
         code=library_code("capture", "compression", "architecture", "models"),
-    threads: 2
+    threads: HEAVY_THREADS
     resources:
         mem_mb=mem_mb("capture"),
         runtime=runtime("capture"),
@@ -33,7 +33,7 @@ rule encode:
         "logs/{model}/encode/{variant}.log",
     params:
         code=library_code("codes", "sae"),
-    threads: 2
+    threads: HEAVY_THREADS
     resources:
         mem_mb=mem_mb("encode"),
         runtime=runtime("encode"),

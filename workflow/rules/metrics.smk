@@ -12,7 +12,7 @@ rule metrics:
         evaluation=config.get("evaluation", {}),
         scope=CFG.pruning.scope,
         code=library_code("metrics", "compression", "architecture", "models"),
-    threads: 2
+    threads: HEAVY_THREADS
     resources:
         mem_mb=mem_mb("metrics"),
         runtime=runtime("metrics"),
@@ -35,7 +35,7 @@ rule match_pruning:
         model=model_params,
         pruning=config.get("pruning", {}),
         code=library_code("overlap", "metrics", "compression", "architecture", "models"),
-    threads: 2
+    threads: HEAVY_THREADS
     resources:
         mem_mb=mem_mb("match_pruning"),
         runtime=runtime("match_pruning"),

@@ -10,7 +10,7 @@ rule sae:
         model=model_params,
         sae=sae_params,
         code=library_code("sae", "sae_pretrained", "capture"),
-    threads: 2
+    threads: HEAVY_THREADS
     resources:
         mem_mb=mem_mb("train_sae"),
         runtime=runtime("train_sae"),

@@ -1,0 +1,457 @@
+"""Cluster submission through the Snakemake profile, against a real (single-node) SLURM.
+
+What is checked, on the real workflow when tests/conftest.py provides the fixture
+``tiny_project`` and on a small stand-in workflow (tests/slurm/demo) otherwise:
+
+1. ``snakemake --profile profiles/slurm`` completes, and every job of the plan went through
+   ``sbatch``: a wrapper ``sbatch`` first on PATH records each call; the jobs named in the
+   calls (``--target-jobs``) equal, rule by rule, the jobs Snakemake planned ("Job stats"),
+   and SLURM itself reports each of those SLURM jobs COMPLETED. Only rules without an
+   action (``all``) may run on the submit host.
+2. The small table rules are batched: each ``tables`` group submission carries several jobs.
+3. Adding a bit-width and submitting again submits only the new variant's jobs and the
+   aggregates (fewer sbatch calls than the first run).
+4. The results equal a local run's (``--profile profiles/default --forceall``).
+5. Demo only: a job that fails on its first attempt is resubmitted with more memory
+   (``retries`` and ``mem_mb`` growing with ``attempt``).
+
+Needs root (it starts munged/slurmctld/slurmd, via tests/slurm/up.sh, and stops exactly
+those PIDs afterwards) and either an installed SLURM or apt-get to install one; skipped
+otherwise, or when FEATUREAUDIT_SKIP_SLURM=1. Each SLURM job costs a few seconds of
+polling, so the status-check intervals are tuned down here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SLURM_DIR = ROOT / "tests" / "slurm"
+DEMO_DIR = SLURM_DIR / "demo"
+SLURM_PROFILE = ROOT / "profiles" / "slurm"
+LOCAL_PROFILE = ROOT / "profiles" / "default"
+NCPUS = os.cpu_count() or 1
+# First status check this many seconds after a submission, then every +10 s while nothing
+# finishes (the plugin's back-off); a short job takes about 6 s here, submission to end.
+STATUS_CHECK_S = 8
+RUN_TIMEOUT_S = 1500
+
+
+def _skip_reason() -> str | None:
+    if os.environ.get("FEATUREAUDIT_SKIP_SLURM") == "1":
+        return "FEATUREAUDIT_SKIP_SLURM=1"
+    if not sys.platform.startswith("linux"):
+        return "the SLURM test needs Linux"
+    if os.geteuid() != 0:
+        return "the SLURM test needs root to start munged/slurmctld/slurmd (CI runs as root)"
+    if all(shutil.which(t) for t in ("slurmctld", "slurmd", "sbatch", "munged")):
+        return None
+    if shutil.which("apt-get"):
+        return None
+    return "SLURM is not installed and apt-get is not available to install it"
+
+
+SKIP_REASON = _skip_reason()
+
+
+# --------------------------------------------------------------------------- projects
+@dataclass
+class Project:
+    """A workflow to submit: where it runs, how to grow its config, what to expect."""
+
+    name: str
+    workdir: Path
+    snakefile: Path
+    results: Path  # folder of outputs compared with the local run
+    bits: list  # current bit-widths
+    add_bits: object  # callable(int) -> None, rewrites the config in workdir
+    aggregate_rules: set  # rules whose jobs must rerun when a variant is added
+    new_variant_job: object  # callable(rule, wildcards: dict, bits) -> bool
+    local_rules: set = field(default_factory=lambda: {"all"})
+    expect_retry: dict = field(default_factory=dict)  # rule -> attempts (demo only)
+
+
+def demo_project(tmp_path: Path) -> Project:
+    from featureaudit.resources import estimate_resources
+
+    workdir = tmp_path / "demo"
+    workdir.mkdir()
+    cfg = yaml.safe_load((DEMO_DIR / "config.yaml").read_text())
+    # encode fails unless it gets more memory than its first attempt asks for
+    first = estimate_resources(70_000_000, 512, 4096, "encode", 1)["mem_mb"]
+    cfg["fail_below_mem_mb"] = first + 1
+    config = workdir / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+
+    def add_bits(b):
+        c = yaml.safe_load(config.read_text())
+        c["bits"] = list(c["bits"]) + [b]
+        config.write_text(yaml.safe_dump(c))
+
+    return Project(
+        name="demo workflow (tests/slurm/demo)",
+        workdir=workdir,
+        snakefile=DEMO_DIR / "Snakefile",
+        results=workdir / "results",
+        bits=list(cfg["bits"]),
+        add_bits=add_bits,
+        aggregate_rules={"summary"},
+        new_variant_job=lambda rule, wc, b: wc.get("bits") == str(b),
+        expect_retry={"encode": 2},
+    )
+
+
+def real_project(tiny) -> Project:
+    workdir = Path(tiny.workdir)
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    results = Path(cfg.get("results", "results"))
+    return Project(
+        name="real workflow (tiny_project)",
+        workdir=workdir,
+        snakefile=ROOT / "Snakefile",
+        results=results if results.is_absolute() else workdir / results,
+        bits=list(cfg.get("quantization", {}).get("bits", [])),
+        add_bits=tiny.add_bits,
+        aggregate_rules={"summary", "figures"},
+        # variants rtn-w<b>, match-rtn-w<b> (wildcards variant / quantized)
+        new_variant_job=lambda rule, wc, b: any(
+            re.search(rf"(^|-)w{b}($|-)", str(v)) for v in wc.values()
+        ),
+    )
+
+
+@pytest.fixture
+def project(request, tmp_path):
+    """The real workflow if tests/conftest.py defines ``tiny_project``, else the demo.
+    FEATUREAUDIT_SLURM_WORKFLOW=demo|real forces one (real fails without tiny_project)."""
+    choice = os.environ.get("FEATUREAUDIT_SLURM_WORKFLOW", "auto")
+    assert choice in ("auto", "real", "demo"), f"FEATUREAUDIT_SLURM_WORKFLOW={choice}"
+    if choice == "demo":
+        return demo_project(tmp_path)
+    try:
+        tiny = request.getfixturevalue("tiny_project")
+    except pytest.FixtureLookupError:
+        if choice == "real":
+            raise
+        return demo_project(tmp_path)
+    return real_project(tiny)
+
+
+# --------------------------------------------------------------------------- SLURM
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """A single-node SLURM for this module; its daemons are stopped by PID afterwards."""
+    state = tmp_path_factory.mktemp("slurm-state")
+    env = {**os.environ, "SLURM_STATE_DIR": str(state)}
+    t0 = time.monotonic()
+    try:
+        up = subprocess.run(
+            ["bash", str(SLURM_DIR / "up.sh")], env=env, capture_output=True, text=True, timeout=900
+        )
+        if up.returncode != 0:
+            pytest.fail(f"tests/slurm/up.sh failed ({up.returncode}):\n{up.stdout}\n{up.stderr}")
+        print(f"\nSLURM up in {time.monotonic() - t0:.1f} s")
+        yield state
+    finally:
+        subprocess.run(["bash", str(SLURM_DIR / "down.sh")], env=env, timeout=60)
+
+
+def _sbatch_wrapper(bindir: Path, log: Path) -> Path:
+    """An ``sbatch`` that appends its argv, exit code and output to ``log`` (JSON lines),
+    then behaves exactly like the real one."""
+    real = shutil.which("sbatch")
+    assert real, "sbatch not found after up.sh"
+    bindir.mkdir(parents=True, exist_ok=True)
+    wrapper = bindir / "sbatch"
+    wrapper.write_text(
+        f"#!{sys.executable}\n"
+        "import json, subprocess, sys\n"
+        f"r = subprocess.run([{real!r}, *sys.argv[1:]], capture_output=True, text=True)\n"
+        f"with open({str(log)!r}, 'a') as f:\n"
+        "    f.write(json.dumps({'argv': sys.argv[1:], 'rc': r.returncode,\n"
+        "                        'stdout': r.stdout, 'stderr': r.stderr}) + '\\n')\n"
+        "sys.stdout.write(r.stdout); sys.stderr.write(r.stderr)\n"
+        "sys.exit(r.returncode)\n"
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+@dataclass
+class Submission:
+    slurm_id: str
+    attempt: int
+    mem: int | None
+    jobs: list  # [(rule, frozenset(wildcards.items()))]
+    group: bool
+
+
+@dataclass
+class Run:
+    log: str
+    seconds: float
+    submissions: list
+
+    def jobs(self) -> set:
+        return {j for s in self.submissions for j in s.jobs}
+
+
+def _parse_call(call: dict) -> Submission:
+    argv = call["argv"]
+    assert call["rc"] == 0, f"sbatch failed: {call['stderr']}"
+    wrap = next(a[len("--wrap="):] for a in argv if a.startswith("--wrap="))
+    tokens = shlex.split(wrap)
+    jobs, i = [], tokens.index("--target-jobs") + 1
+    while i < len(tokens) and not tokens[i].startswith("--"):
+        rule, _, wcs = tokens[i].partition(":")
+        wc = dict(kv.split("=", 1) for kv in wcs.split(",") if kv)
+        jobs.append((rule, frozenset(wc.items())))
+        i += 1
+    mem = argv[argv.index("--mem") + 1] if "--mem" in argv else None
+    return Submission(
+        slurm_id=call["stdout"].strip().split(";")[0],
+        attempt=int(tokens[tokens.index("--attempt") + 1]),
+        mem=int(mem) if mem else None,
+        jobs=jobs,
+        group="--local-groupid" in tokens,
+    )
+
+
+def _planned(log: str) -> Counter:
+    """The first "Job stats" table of a Snakemake log: jobs per rule."""
+    m = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal\s+\d+", log, re.S)
+    assert m, "no Job stats table in the Snakemake log"
+    return Counter({r: int(n) for r, n in re.findall(r"^(\S+)\s+(\d+)$", m.group(1), re.M)})
+
+
+def _slurm_states() -> dict:
+    out = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--format=%i|%T"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return dict(line.split("|", 1) for line in out.split())
+
+
+def _snakemake(project: Project, args: list, env: dict, log_path: Path) -> tuple[str, float]:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(project.snakefile),
+           "--configfile", "config.yaml", *args]
+    t0 = time.monotonic()
+    with open(log_path, "w") as log:
+        try:
+            p = subprocess.run(cmd, cwd=project.workdir, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S)
+            rc = p.returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+    seconds = time.monotonic() - t0
+    text = log_path.read_text()
+    if rc != 0:
+        squeue = subprocess.run(["squeue", "--states=all"], capture_output=True, text=True).stdout
+        pytest.fail(f"snakemake {' '.join(args)} -> {rc} after {seconds:.0f} s\n"
+                    f"--- log tail ---\n{text[-6000:]}\n--- squeue ---\n{squeue}")
+    return text, seconds
+
+
+def _submit(project: Project, tmp_path: Path, tag: str) -> Run:
+    """One ``snakemake --profile profiles/slurm`` run, with every sbatch call recorded."""
+    calls = tmp_path / f"sbatch-{tag}.jsonl"
+    bindir = tmp_path / "bin"
+    _sbatch_wrapper(bindir, calls)
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    args = [
+        "--profile", str(SLURM_PROFILE),
+        "--workflow-profile", "none",
+        # this node's CPUs; the shipped profile's values are for a real cluster
+        "--cores", str(NCPUS), "--max-threads", str(NCPUS),
+        "--slurm-init-seconds-before-status-checks", str(STATUS_CHECK_S),
+        "--seconds-between-status-checks", str(STATUS_CHECK_S),
+    ]
+    log, seconds = _snakemake(project, args, env, tmp_path / f"snakemake-{tag}.log")
+    subs = [_parse_call(json.loads(line)) for line in calls.read_text().splitlines()] \
+        if calls.exists() else []
+    print(f"{tag}: {len(subs)} sbatch calls, {sum(len(s.jobs) for s in subs)} jobs, "
+          f"{seconds:.1f} s")
+    return Run(log=log, seconds=seconds, submissions=subs)
+
+
+def _check_all_through_sbatch(run: Run, project: Project):
+    planned = _planned(run.log)
+    local = set(re.findall(r"^localrule (\S+):", run.log, re.M))
+    assert local <= project.local_rules, f"jobs ran on the submit host, not via sbatch: {local}"
+    # every planned job of a rule with an action was submitted (retries: several times)
+    submitted = Counter(rule for rule, _ in run.jobs())
+    expected = Counter({r: n for r, n in planned.items() if r not in local})
+    assert submitted == expected, f"submitted {dict(submitted)} != planned {dict(expected)}"
+    # ... and SLURM ran it: the last attempt of each job COMPLETED
+    states = _slurm_states()
+    last = {}
+    for s in run.submissions:
+        for j in s.jobs:
+            if j not in last or s.attempt > last[j].attempt:
+                last[j] = s
+    for j, s in last.items():
+        assert states.get(s.slurm_id) == "COMPLETED", (j, s.slurm_id, states.get(s.slurm_id))
+    # retries: resubmitted with more memory; otherwise each job is submitted once
+    per_job = {}
+    for s in run.submissions:
+        for j in s.jobs:
+            per_job.setdefault(j, []).append(s)
+    for (rule, wc), subs in per_job.items():
+        n = project.expect_retry.get(rule, 1)
+        assert [s.attempt for s in subs] == list(range(1, n + 1)), (rule, dict(wc), subs)
+        mems = [s.mem for s in subs]
+        assert mems == sorted(set(mems)), f"memory must grow with attempt: {rule} {mems}"
+        for s in subs[:-1]:
+            assert states.get(s.slurm_id) == "FAILED", (rule, s.slurm_id, states.get(s.slurm_id))
+    return planned
+
+
+def _check_groups(run: Run):
+    groups = [s for s in run.submissions if s.group]
+    assert groups, "no group submission: the profile's `groups:` had no effect"
+    assert max(len(s.jobs) for s in groups) > 1, "group submissions carry a single job"
+    for s in groups:
+        assert {r for r, _ in s.jobs} <= {"survival", "predictability", "overlap"}, s.jobs
+
+
+# --------------------------------------------------------------------------- comparison
+_SKIP_CONTENT = {".png", ".svg", ".pdf", ".html", ".pt", ".pth", ".bin", ".log"}
+
+
+def _close(a, b, path, rtol=1e-5, atol=1e-8):
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, (int, float)) or isinstance(b, float) and isinstance(a, int):
+        assert (math.isnan(a) and math.isnan(b)) or math.isclose(
+            a, b, rel_tol=rtol, abs_tol=atol), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+def _frames_close(a, b, rel):
+    """pandas frames equal up to float noise; list/array cells compared as arrays."""
+    import numpy as np
+    import pandas as pd
+
+    assert list(a.columns) == list(b.columns) and len(a) == len(b), rel
+    for col in a.columns:
+        x, y = a[col], b[col]
+        if x.dtype == object and len(x) and isinstance(x.iloc[0], (np.ndarray, list)):
+            np.testing.assert_allclose(np.stack(x.to_numpy()).astype(float),
+                                       np.stack(y.to_numpy()).astype(float),
+                                       rtol=1e-5, atol=1e-8, err_msg=f"{rel}:{col}")
+        else:
+            pd.testing.assert_series_equal(x, y, check_exact=False, rtol=1e-5, atol=1e-8,
+                                           obj=f"{rel}:{col}")
+
+
+def _compare_trees(expected: Path, actual: Path):
+    """Same files; tables, JSON and arrays equal up to float noise; text byte-equal; other
+    binaries (figures, pickles) only present."""
+    import numpy as np
+    import pandas as pd
+
+    def files(d):
+        return {p.relative_to(d) for p in d.rglob("*") if p.is_file()}
+
+    fe, fa = files(expected), files(actual)
+    assert fe == fa, f"only in SLURM run: {sorted(fe - fa)}; only in local run: {sorted(fa - fe)}"
+    assert fe, "no results to compare"
+    for rel in sorted(fe):
+        a, b, suf = expected / rel, actual / rel, rel.suffix.lower()
+        if suf in _SKIP_CONTENT:
+            continue
+        if suf in (".csv", ".tsv", ".parquet"):
+            read = pd.read_parquet if suf == ".parquet" else (
+                lambda p: pd.read_csv(p, sep="\t" if suf == ".tsv" else ","))
+            _frames_close(read(a), read(b), str(rel))
+        elif suf == ".json":
+            _close(json.loads(a.read_text()), json.loads(b.read_text()), str(rel))
+        elif suf == ".npy":
+            np.testing.assert_allclose(np.load(a), np.load(b), rtol=1e-5, err_msg=str(rel))
+        elif suf == ".npz":
+            za, zb = np.load(a), np.load(b)
+            assert set(za.files) == set(zb.files), rel
+            for k in za.files:
+                np.testing.assert_allclose(za[k], zb[k], rtol=1e-5, err_msg=f"{rel}:{k}")
+        elif suf == ".safetensors":
+            from safetensors.numpy import load_file
+
+            ta, tb = load_file(a), load_file(b)
+            assert ta.keys() == tb.keys(), rel
+            for k in ta:
+                np.testing.assert_allclose(ta[k], tb[k], rtol=1e-5, err_msg=f"{rel}:{k}")
+        else:
+            assert a.read_bytes() == b.read_bytes(), f"{rel} differs"
+
+
+# --------------------------------------------------------------------------- tests
+def test_profiles_parse(tmp_path):
+    """Both profiles are valid for this Snakemake (dry run of the demo; no SLURM needed)."""
+    workdir = tmp_path / "dry"
+    workdir.mkdir()
+    shutil.copy(DEMO_DIR / "config.yaml", workdir / "config.yaml")
+    base = [sys.executable, "-m", "snakemake", "--snakefile", str(DEMO_DIR / "Snakefile"),
+            "--configfile", "config.yaml", "--dry-run", "--workflow-profile", "none"]
+    for extra in (["--profile", str(LOCAL_PROFILE)], ["--profile", str(SLURM_PROFILE)]):
+        p = subprocess.run(base + extra, cwd=workdir, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "Job stats:" in p.stdout + p.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+def test_workflow_through_slurm(slurm, project, tmp_path):
+    t0 = time.monotonic()
+    print(f"\nproject: {project.name} in {project.workdir}")
+
+    # 1. everything through sbatch
+    run1 = _submit(project, tmp_path, "run1")
+    _check_all_through_sbatch(run1, project)
+    _check_groups(run1)
+
+    # 2. one more bit-width: only the new variant's jobs and the aggregates are submitted
+    new = next(b for b in (3, 2, 5, 6, 7, 4, 8) if b not in project.bits)
+    project.add_bits(new)
+    run2 = _submit(project, tmp_path, "run2")
+    planned2 = _check_all_through_sbatch(run2, project)
+    jobs1, jobs2 = run1.jobs(), run2.jobs()
+    for rule, wc in jobs2:
+        assert rule in project.aggregate_rules or project.new_variant_job(rule, dict(wc), new), (
+            f"run 2 resubmitted {rule} {dict(wc)}, which is not of the new bit-width {new}")
+    assert {r for r, _ in jobs2} >= project.aggregate_rules & set(planned2), "aggregates missing"
+    assert {j for j in jobs2 if j in jobs1} <= {j for j in jobs1 if j[0] in project.aggregate_rules}
+    assert any(r not in project.aggregate_rules for r, _ in jobs2), "new variant not submitted"
+    assert len(run2.submissions) < len(run1.submissions)
+
+    # 3. the results equal a local run's (same folder, everything recomputed)
+    snapshot = tmp_path / "slurm-results"
+    shutil.copytree(project.results, snapshot)
+    _, local_s = _snakemake(
+        project,
+        ["--profile", str(LOCAL_PROFILE), "--cores", str(NCPUS), "--forceall", "--retries", "2"],
+        dict(os.environ), tmp_path / "snakemake-local.log",
+    )
+    print(f"local run: {local_s:.1f} s")
+    _compare_trees(snapshot, project.results)
+    print(f"total {time.monotonic() - t0:.1f} s")
