@@ -123,8 +123,10 @@ def iter_activations(
     batch_size: int = 16,
     center: bool = False,
     progress: bool = False,
+    to_cpu: bool = True,
 ) -> Iterator[torch.Tensor]:
-    """Yields (batch, T, d) float32 CPU activations for consecutive batches of sequences."""
+    """Yields (batch, T, d) float32 activations for consecutive batches of sequences, on the
+    CPU, or left on the model's device with `to_cpu=False` (the caller moves them in bulk)."""
     device = next(model.parameters()).device
     n = len(input_ids)
     with HookCapture(model, hook_name) as cap:
@@ -135,7 +137,7 @@ def iter_activations(
             if progress:
                 done = min(start + batch_size, n)
                 print(f"\rcapture {hook_name}: {done}/{n} sequences", end="" if done < n else "\n", file=sys.stderr, flush=True)
-            yield acts.float().cpu()
+            yield acts.cpu() if to_cpu else acts
 
 
 def write_activation_shards(
@@ -160,19 +162,22 @@ def write_activation_shards(
 
         def flush():
             nonlocal buf_acts, buf_tok, n_buf, shard
-            acts = np.concatenate(buf_acts).astype(np.float32, copy=False)
+            # One device-to-host copy per shard, not per batch: on a GPU, many small copies
+            # would stall the forward passes.
+            acts = torch.cat(buf_acts).cpu().numpy()
             tok = np.concatenate(buf_tok)
             table = pa.table({"token": tok, "act": pa.FixedSizeListArray.from_arrays(pa.array(acts.reshape(-1)), d)})
             table = table.replace_schema_metadata({"hook_name": hook_name, "d_in": str(d)})
             pq.write_table(table, Path(tmp) / f"shard-{shard:05d}.parquet", write_page_checksum=True)
             buf_acts, buf_tok, n_buf, shard = [], [], 0, shard + 1
 
-        for b, acts in enumerate(iter_activations(model, input_ids, hook_name, batch_size, center, progress)):
+        batches = iter_activations(model, input_ids, hook_name, batch_size, center, progress, to_cpu=False)
+        for b, acts in enumerate(batches):
             d = acts.shape[-1]
             seq0 = b * batch_size
             acts = acts[:, first:, :]
             tok = ((seq0 + np.arange(len(acts)))[:, None] * T + pos[None, :]).reshape(-1)
-            buf_acts.append(acts.reshape(-1, d).numpy())
+            buf_acts.append(acts.reshape(-1, d))
             buf_tok.append(tok.astype(np.int64))
             n_buf += len(tok)
             written += len(tok)
