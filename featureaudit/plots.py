@@ -90,7 +90,7 @@ def predictor_auc(predictions: dict[str, dict]):
     ax.set_ylim(0, 1)
     ax.set_ylabel("ROC AUC for predicting survival")
     ax.set_title("Which FP statistics predict survival")
-    ax.legend(fontsize=6, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -103,9 +103,9 @@ def overlap_plot(overlaps: dict[str, dict]):
     for i, n in enumerate(names):
         ax.annotate(f"s={overlaps[n]['matched_sparsity']:.2f}", (i, 0.02), ha="center", fontsize=7)
     ax.set_xticks(x, names)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.05)
     ax.set_title("Quantization vs matched-perplexity pruning")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
