@@ -32,7 +32,8 @@ def sparse_encode(sae, acts: np.ndarray, tokens: np.ndarray, batch: int = 4096):
     out_t, out_f, out_v = [], [], []
     with torch.no_grad():
         for s in range(0, len(acts), batch):
-            z = sae.encode(torch.from_numpy(acts[s : s + batch]).to(device=device, dtype=dtype))
+            # torch.tensor copies: the activations come read-only from parquet buffers.
+            z = sae.encode(torch.tensor(acts[s : s + batch], device=device, dtype=dtype))
             rows, feats = torch.nonzero(z, as_tuple=True)  # row-major: sorted by token, then feature
             out_t.append(tokens[s : s + batch][rows.cpu().numpy()])
             out_f.append(feats.cpu().numpy().astype(np.int32))
