@@ -7,7 +7,7 @@ __post_init__ checks what a schema cannot (cross-field rules).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -207,7 +207,3 @@ def load_config_file(path) -> AuditConfig:
     except (OSError, yaml.YAMLError) as e:
         raise AuditError(f"could not read config {path}: {e}") from None
     return load_config(raw or {})
-
-
-def as_dict(cfg) -> dict:
-    return asdict(cfg)

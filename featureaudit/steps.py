@@ -14,7 +14,6 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from . import __version__
 from .architecture import n_layers
 from .capture import iter_activations, parse_hook, write_activation_shards
 from .codes import encode_activations
@@ -244,10 +243,3 @@ def summary(cfg: AuditConfig, variants: list[str], survival_paths, metrics_paths
     with atomic_path(out_path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     log("summary:\n" + df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-
-
-def write_versions(out_path) -> None:
-    import transformers, sae_lens
-
-    write_json({"featureaudit": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                "sae_lens": sae_lens.__version__}, out_path)
