@@ -81,18 +81,15 @@ def _short_cause(exc: BaseException) -> str:
         cls = getattr(hf_errors, name, None)
         return isinstance(cls, type) and isinstance(e, cls)
 
-    for e in chain:
-        if is_a("OfflineModeIsEnabled", e):
-            return "HF_HUB_OFFLINE is set and the files are not in the local cache"
-    for e in chain:
-        if is_a("GatedRepoError", e):
-            return "the repository is gated: accept its licence and log in with a token"
-    for e in chain:
-        if is_a("RepositoryNotFoundError", e):
-            return "repository not found or not accessible"
-    for e in chain:
-        if is_a("RemoteEntryNotFoundError", e):
-            return "file not found in the repository"
+    # In priority order: the first kind found anywhere in the chain names the cause.
+    for kind, cause in (
+        ("OfflineModeIsEnabled", "HF_HUB_OFFLINE is set and the files are not in the local cache"),
+        ("GatedRepoError", "the repository is gated: accept its licence and log in with a token"),
+        ("RepositoryNotFoundError", "repository not found or not accessible"),
+        ("RemoteEntryNotFoundError", "file not found in the repository"),
+    ):
+        if any(is_a(kind, e) for e in chain):
+            return cause
     # A network error below the hub's wrapper (httpx / requests / socket).
     for e in chain[1:]:
         mod = type(e).__module__.split(".")[0]
