@@ -12,9 +12,7 @@ Shards: parquet files of `shard_tokens` rows, columns `token` (global index seq*
 
 from __future__ import annotations
 
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -26,32 +24,8 @@ from torch import nn
 
 from .architecture import decoder_layers
 from .errors import AuditError
+from .hooks import POINTS, HookPoint, parse_hook  # noqa: F401
 from .io import atomic_dir, open_parquet
-
-POINTS = ("hook_resid_pre", "hook_resid_post", "hook_mlp_out", "hook_attn_out")
-_HOOK = re.compile(r"^blocks\.(\d+)\.(\w+)$")
-
-
-@dataclass(frozen=True)
-class HookPoint:
-    layer: int
-    point: str
-
-    @property
-    def name(self) -> str:
-        return f"blocks.{self.layer}.{self.point}"
-
-
-def parse_hook(name: str, n_layers: int | None = None) -> HookPoint:
-    m = _HOOK.match(name or "")
-    if not m or m[2] not in POINTS:
-        layers = f" with layer 0..{n_layers - 1}" if n_layers else ""
-        raise AuditError(f"hook {name!r} is not supported; use blocks.<layer>.<{'|'.join(POINTS)}>{layers}")
-    hp = HookPoint(int(m[1]), m[2])
-    if n_layers is not None and not 0 <= hp.layer < n_layers:
-        raise AuditError(f"hook {name!r}: the model has layers 0..{n_layers - 1}; pick one of those")
-    return hp
-
 
 def _module_and_mode(layer: nn.Module, point: str) -> tuple[nn.Module, str]:
     """The module whose input ('pre') or output ('out') is the hook's value."""

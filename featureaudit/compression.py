@@ -14,81 +14,13 @@ Weights are changed in place on a deep copy; the reference model is never touche
 from __future__ import annotations
 
 import copy
-import re
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .architecture import block_linears
 from .errors import AuditError
-
-MIN_BITS, MAX_BITS = 2, 8
-
-
-@dataclass(frozen=True)
-class Variant:
-    kind: str  # "fp" | "rtn" | "magnitude" | "match"
-    bits: int | None = None
-    group_size: int | None = None
-    symmetric: bool = True
-    sparsity: float | None = None
-    scope: str = "layer"  # pruning threshold per layer or over all block weights
-    matched_to: str | None = None  # for kind "match": the quantized variant it is matched to
-
-    def __post_init__(self):
-        if self.kind == "rtn":
-            check_bits(self.bits)
-            if self.group_size is not None and self.group_size <= 0:
-                raise AuditError(f"quantization group_size must be positive, got {self.group_size}")
-        if self.kind == "magnitude":
-            check_sparsity(self.sparsity)
-        if self.scope not in ("layer", "global"):
-            raise AuditError(f"pruning scope must be 'layer' or 'global', got {self.scope!r}")
-
-    @property
-    def name(self) -> str:
-        if self.kind == "fp":
-            return "fp"
-        if self.kind == "rtn":
-            return (
-                f"rtn-w{self.bits}"
-                + (f"-g{self.group_size}" if self.group_size else "")
-                + ("" if self.symmetric else "-asym")
-            )
-        if self.kind == "magnitude":
-            return f"mag-{self.sparsity:.2f}" + ("-global" if self.scope == "global" else "")
-        return f"match-{self.matched_to}"
-
-
-def check_bits(bits) -> None:
-    if not isinstance(bits, int) or isinstance(bits, bool) or not MIN_BITS <= bits <= MAX_BITS:
-        raise AuditError(f"quantization bits must be integers from {MIN_BITS} to {MAX_BITS}, got {bits!r}")
-
-
-def check_sparsity(sparsity) -> None:
-    if not isinstance(sparsity, (int, float)) or not 0.0 <= float(sparsity) < 1.0:
-        raise AuditError(f"pruning sparsity must be a number in [0, 1), got {sparsity!r}")
-
-
-_RTN = re.compile(r"^rtn-w(\d+)(?:-g(\d+))?(-asym)?$")
-_MAG = re.compile(r"^mag-(\d*\.?\d+)(-global)?$")
-
-
-def parse_variant(name: str) -> Variant:
-    if name == "fp":
-        return Variant("fp")
-    if m := _RTN.match(name):
-        return Variant("rtn", bits=int(m[1]), group_size=int(m[2]) if m[2] else None, symmetric=not m[3])
-    if m := _MAG.match(name):
-        return Variant("magnitude", sparsity=float(m[1]), scope="global" if m[2] else "layer")
-    if name.startswith("match-"):
-        inner = parse_variant(name[len("match-"):])
-        if inner.kind != "rtn":
-            raise AuditError(f"variant {name!r}: only quantized variants are matched to a pruning level")
-        return Variant("match", matched_to=inner.name)
-    raise AuditError(f"unknown variant name {name!r}; expected fp, rtn-w<bits>[-g<size>][-asym], mag-<sparsity>")
-
+from .variants import MAX_BITS, MIN_BITS, Variant, check_bits, check_sparsity, parse_variant  # noqa: F401
 
 # --------------------------------------------------------------------------- quantization
 

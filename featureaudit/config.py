@@ -12,13 +12,52 @@ from pathlib import Path
 
 import yaml
 
-from .compression import Variant, check_bits, check_sparsity
 from .errors import AuditError
-from .sae import SaeTraining
-from .survival import Thresholds
-from .tokens import TokenBudget
+from .variants import Variant, check_bits, check_sparsity
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+# The stage modules' own settings (sae, survival, tokens) live here too, so that reading a
+# config never imports torch: the Snakefile does it on every start and in every cluster job.
+@dataclass(frozen=True)
+class SaeTraining:
+    d_sae: int = 4608
+    k: int = 32
+    steps: int = 600
+    batch_size: int = 1024
+    lr: float = 4e-4
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    active_min_tokens: int = 10
+    survived_r: float = 0.9
+    blurred_r: float = 0.5
+
+    def __post_init__(self):
+        if not -1.0 <= self.blurred_r <= self.survived_r <= 1.0:
+            raise AuditError(
+                f"survival thresholds need -1 <= blurred_r <= survived_r <= 1, got blurred_r={self.blurred_r}, "
+                f"survived_r={self.survived_r}"
+            )
+        if self.active_min_tokens < 1:
+            raise AuditError("survival.active_min_tokens must be at least 1")
+
+
+@dataclass(frozen=True)
+class TokenBudget:
+    context_length: int = 128
+    audit_tokens: int = 16384
+    heldout_tokens: int = 4096
+    sae_train_tokens: int = 0
+    prepend_bos: bool = True
+    seed: int = 0
+
+    def sequences(self, split: str) -> int:
+        n = {"sae_train": self.sae_train_tokens, "audit": self.audit_tokens, "heldout": self.heldout_tokens}[split]
+        return -(-n // self.context_length) if n else 0
 
 
 @dataclass(frozen=True)

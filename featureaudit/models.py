@@ -13,8 +13,6 @@ import importlib.util
 import os
 from pathlib import Path
 
-import torch
-
 from .errors import AuditError
 
 
@@ -43,11 +41,13 @@ def unsupported_gguf(e: Exception, name: str) -> AuditError:
     )
 
 
-def load_model(source: str, path: str, dtype: torch.dtype = torch.float32, device="cpu", name: str = "<name>"):
-    """(model, tokenizer) in eval mode on `device`."""
+def load_model(source: str, path: str, dtype=None, device="cpu", name: str = "<name>"):
+    """(model, tokenizer) in eval mode on `device`; dtype defaults to float32.
+    (torch is imported here, not at the top: preflight uses this module's path helpers.)"""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs = {"dtype": dtype}
+    kwargs = {"dtype": dtype or torch.float32}
     if source == "gguf":
         file = Path(resolve_path(path))
         if not file.is_file():

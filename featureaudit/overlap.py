@@ -14,7 +14,6 @@ import math
 import sys
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 

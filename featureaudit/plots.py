@@ -13,8 +13,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .io import atomic_path, read_table  # noqa: E402
+from .outputs import FIGURES  # noqa: E402
 
-FIGURES = ("survival_by_bits", "perplexity_vs_damage", "r_histogram", "predictor_auc", "overlap")
 COLORS = {"survived": "#2a9d8f", "blurred": "#e9c46a", "damaged": "#e76f51"}
 
 

@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from .capture import parse_hook
+from .hooks import parse_hook
 from .errors import AuditError
 from .models import resolve_path, unsupported_gguf
 

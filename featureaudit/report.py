@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .compression import parse_variant
+from .variants import parse_variant
 from .io import read_json, read_table
 from .survival import fractions
 

@@ -10,23 +10,13 @@ Three ways to get it, all ending in a folder SAELens can load (`SAE.load_from_di
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .config import SaeTraining  # noqa: F401  (re-exported)
 from .errors import AuditError
-
-
-@dataclass(frozen=True)
-class SaeTraining:
-    d_sae: int = 4608
-    k: int = 32
-    steps: int = 600
-    batch_size: int = 1024
-    lr: float = 4e-4
-    seed: int = 0
 
 
 def load_sae(path, device="cpu"):

@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import torch
 
@@ -63,7 +62,7 @@ def make_tokens(cfg: AuditConfig, model: str, out_path) -> None:
         text = hf_dataset_text(c.name, c.split, c.column, max_chars=8 * total)
     splits = tokenize_to_sequences(text, _tokenizer(cfg, model), budget)
     write_tokens(splits, out_path)
-    log(f"tokens: " + ", ".join(f"{k} {v.size}" for k, v in splits.items()))
+    log("tokens: " + ", ".join(f"{k} {v.size}" for k, v in splits.items()))
 
 
 def make_reference(cfg: AuditConfig, model: str, out_dir) -> None:
@@ -143,7 +142,6 @@ def build_variant(cfg: AuditConfig, model: str, variant: str, ref_dir, matched_j
 
 def capture(cfg: AuditConfig, model: str, variant: str, tokens_path, ref_dir, sae_dir, out_dir, matched_json=None) -> None:
     m = cfg.models[model]
-    device = resolve_device(cfg.device)
     sae = load_sae(sae_dir, "cpu")
     _, lm, _ = build_variant(cfg, model, variant, ref_dir, matched_json)
     parse_hook(m.hook, n_layers(lm))

@@ -13,31 +13,14 @@ Other features are `inactive`; those the variant makes active are counted as *bo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .codes import Codes, check_aligned
-from .errors import AuditError
+from .config import Thresholds  # noqa: F401  (re-exported)
 
 STATUSES = ("survived", "blurred", "damaged", "inactive")
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    active_min_tokens: int = 10
-    survived_r: float = 0.9
-    blurred_r: float = 0.5
-
-    def __post_init__(self):
-        if not -1.0 <= self.blurred_r <= self.survived_r <= 1.0:
-            raise AuditError(
-                f"survival thresholds need -1 <= blurred_r <= survived_r <= 1, got blurred_r={self.blurred_r}, "
-                f"survived_r={self.survived_r}"
-            )
-        if self.active_min_tokens < 1:
-            raise AuditError("survival.active_min_tokens must be at least 1")
 
 
 class PearsonAccumulator:

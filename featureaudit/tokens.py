@@ -11,31 +11,17 @@ Stored as parquet: one row per sequence, columns `input_ids` (list<int64>) and `
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import torch
 
+from .config import TokenBudget  # noqa: F401  (re-exported)
 from .errors import AuditError
 from .io import read_table, write_table
 
 SPLITS = ("sae_train", "audit", "heldout")
-
-
-@dataclass(frozen=True)
-class TokenBudget:
-    context_length: int = 128
-    audit_tokens: int = 16384
-    heldout_tokens: int = 4096
-    sae_train_tokens: int = 0
-    prepend_bos: bool = True
-    seed: int = 0
-
-    def sequences(self, split: str) -> int:
-        n = {"sae_train": self.sae_train_tokens, "audit": self.audit_tokens, "heldout": self.heldout_tokens}[split]
-        return -(-n // self.context_length) if n else 0
 
 
 def pydoc_text() -> str:

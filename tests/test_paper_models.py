@@ -30,8 +30,22 @@ def test_paper_config_builds_the_full_dag_offline(tmp_path):
     assert counts["sae"] == 2 and counts["match_pruning"] == counts["overlap"] == 2 * 5
 
 
-def test_missing_hub_model_is_one_line_naming_the_key(monkeypatch):
+@pytest.fixture
+def offline(monkeypatch):
+    """No hub, as on a machine without access. The libraries read HF_HUB_OFFLINE when first
+    imported; if another test imported them already, patch the values they read (else each
+    lookup waits for network timeouts, ~45 s here, before the same error)."""
+    import datasets.config
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+
+
+def test_missing_hub_model_is_one_line_naming_the_key(offline):
     with pytest.raises(AuditError) as err:
         load_model("hf", "EleutherAI/pythia-70m-deduped", name="pythia70m")
     msg = str(err.value)
@@ -56,11 +70,9 @@ def test_gguf_neox_is_refused_with_the_fix(tmp_path):
     assert "gptneox" in msg and "models.pythia.source: hf" in msg and "\n" not in msg
 
 
-def test_missing_hub_dataset_is_one_line_naming_the_key(monkeypatch):
+def test_missing_hub_dataset_is_one_line_naming_the_key(offline):
     from featureaudit.tokens import hf_dataset_text
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(AuditError) as err:
         hf_dataset_text("monology/pile-uncopyrighted", "train", "text", max_chars=1000)
     msg = str(err.value)

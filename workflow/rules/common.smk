@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from featureaudit.config import load_config
 from featureaudit.errors import AuditError
-from featureaudit.plots import FIGURES
+from featureaudit.outputs import FIGURES
 from featureaudit.preflight import preflight
 
 if not config:
@@ -35,7 +35,7 @@ def library_code(*modules):
     """Hash of the library modules behind a step. Snakemake tracks a script but not
     what it imports, so this param makes a change of library code rerun the rules it affects."""
     h = hashlib.sha256()
-    for m in ("__init__", "config", "io", "steps", "errors") + modules:
+    for m in ("__init__", "config", "io", "steps", "errors", "variants", "hooks", "outputs") + modules:
         h.update((Path(workflow.basedir) / "featureaudit" / f"{m}.py").read_bytes())
     return h.hexdigest()[:16]
 
