@@ -4,9 +4,6 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CORES  ?= 2
-# The SLURM test drives a stand-in workflow by default (each SLURM job costs ~30 s of
-# scheduling here); `make test SLURM_WORKFLOW=real` runs the real Snakefile through SLURM.
-SLURM_WORKFLOW ?= demo
 
 .PHONY: run test setup clean
 
@@ -24,7 +21,7 @@ run: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH snakemake --cores $(CORES) --profile profiles/default
 
 test: setup
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH FEATUREAUDIT_SLURM_WORKFLOW=$(SLURM_WORKFLOW) python -m pytest -q tests
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH python -m pytest -q tests
 
 clean:
 	rm -rf results .snakemake

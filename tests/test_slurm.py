@@ -1,19 +1,22 @@
 """Cluster submission through the Snakemake profile, against a real (single-node) SLURM.
 
-What is checked, on the real workflow when tests/conftest.py provides the fixture
-``tiny_project`` and on a small stand-in workflow (tests/slurm/demo) otherwise:
+``test_workflow_through_slurm`` drives the real Snakefile on a tiny model (the
+``tiny_project`` fixture of tests/conftest.py) through ``profiles/slurm``:
 
 1. ``snakemake --profile profiles/slurm`` completes, and every job of the plan went through
    ``sbatch``: a wrapper ``sbatch`` first on PATH records each call; the jobs named in the
    calls (``--target-jobs``) equal, rule by rule, the jobs Snakemake planned ("Job stats"),
    and SLURM itself reports each of those SLURM jobs COMPLETED. Only rules without an
    action (``all``) may run on the submit host.
-2. The small table rules are batched: each ``tables`` group submission carries several jobs.
+2. The profile's groups batch jobs: a variant's capture and encode share a submission, and
+   the table rules, summary and figures of a model share one.
 3. Adding a bit-width and submitting again submits only the new variant's jobs and the
    aggregates (fewer sbatch calls than the first run).
 4. The results equal a local run's (``--profile profiles/default --forceall``).
-5. Demo only: a job that fails on its first attempt is resubmitted with more memory
-   (``retries`` and ``mem_mb`` growing with ``attempt``).
+
+``test_retry_with_more_memory`` uses a stand-in workflow (tests/slurm/demo) whose job fails
+on its first attempt: it is resubmitted with more memory (``retries`` and ``mem_mb`` growing
+with ``attempt``), and its 64 threads are capped to the node's CPUs.
 
 Needs root (it starts munged/slurmctld/slurmd, via tests/slurm/up.sh, and stops exactly
 those PIDs afterwards) and either an installed SLURM or apt-get to install one; skipped
@@ -45,9 +48,10 @@ DEMO_DIR = SLURM_DIR / "demo"
 SLURM_PROFILE = ROOT / "profiles" / "slurm"
 LOCAL_PROFILE = ROOT / "profiles" / "default"
 NCPUS = os.cpu_count() or 1
-# First status check this many seconds after a submission, then every +10 s while nothing
-# finishes (the plugin's back-off); a short job takes about 6 s here, submission to end.
-STATUS_CHECK_S = 8
+# The plugin checks job states this many seconds after a check that saw a job finish, and 10 s
+# later each time one saw none finish. A job here takes 10-13 s from sbatch to end (two
+# Snakemake starts and the script), so 5 s catches most at the second check (15 s).
+STATUS_CHECK_S = 5
 RUN_TIMEOUT_S = 1500
 
 
@@ -86,32 +90,24 @@ class Project:
 
 
 def demo_project(tmp_path: Path) -> Project:
+    """The stand-in workflow, set up so that ``fail_once`` fails unless it gets more memory
+    than its first attempt asks for."""
     from featureaudit.resources import estimate_resources
 
     workdir = tmp_path / "demo"
     workdir.mkdir()
-    cfg = yaml.safe_load((DEMO_DIR / "config.yaml").read_text())
-    # encode fails unless it gets more memory than its first attempt asks for
     first = estimate_resources(70_000_000, 512, 4096, "encode", 1)["mem_mb"]
-    cfg["fail_below_mem_mb"] = first + 1
-    config = workdir / "config.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-
-    def add_bits(b):
-        c = yaml.safe_load(config.read_text())
-        c["bits"] = list(c["bits"]) + [b]
-        config.write_text(yaml.safe_dump(c))
-
+    (workdir / "config.yaml").write_text(yaml.safe_dump({"fail_below_mem_mb": first + 1}))
     return Project(
         name="demo workflow (tests/slurm/demo)",
         workdir=workdir,
         snakefile=DEMO_DIR / "Snakefile",
         results=workdir / "results",
-        bits=list(cfg["bits"]),
-        add_bits=add_bits,
-        aggregate_rules={"summary"},
-        new_variant_job=lambda rule, wc, b: wc.get("bits") == str(b),
-        expect_retry={"encode": 2},
+        bits=[],
+        add_bits=None,
+        aggregate_rules=set(),
+        new_variant_job=None,
+        expect_retry={"fail_once": 2},
     )
 
 
@@ -132,23 +128,6 @@ def real_project(tiny) -> Project:
             re.search(rf"(^|-)w{b}($|-)", str(v)) for v in wc.values()
         ),
     )
-
-
-@pytest.fixture
-def project(request, tmp_path):
-    """The real workflow if tests/conftest.py defines ``tiny_project``, else the demo.
-    FEATUREAUDIT_SLURM_WORKFLOW=demo|real forces one (real fails without tiny_project)."""
-    choice = os.environ.get("FEATUREAUDIT_SLURM_WORKFLOW", "auto")
-    assert choice in ("auto", "real", "demo"), f"FEATUREAUDIT_SLURM_WORKFLOW={choice}"
-    if choice == "demo":
-        return demo_project(tmp_path)
-    try:
-        tiny = request.getfixturevalue("tiny_project")
-    except pytest.FixtureLookupError:
-        if choice == "real":
-            raise
-        return demo_project(tmp_path)
-    return real_project(tiny)
 
 
 # --------------------------------------------------------------------------- SLURM
@@ -198,6 +177,7 @@ class Submission:
     mem: int | None
     jobs: list  # [(rule, frozenset(wildcards.items()))]
     group: bool
+    cpus: int | None = None  # --cpus-per-task
 
 
 @dataclass
@@ -222,12 +202,14 @@ def _parse_call(call: dict) -> Submission:
         jobs.append((rule, frozenset(wc.items())))
         i += 1
     mem = argv[argv.index("--mem") + 1] if "--mem" in argv else None
+    cpus = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("--cpus-per-task=")), None)
     return Submission(
         slurm_id=call["stdout"].strip().split(";")[0],
         attempt=int(tokens[tokens.index("--attempt") + 1]),
         mem=int(mem) if mem else None,
         jobs=jobs,
         group="--local-groupid" in tokens,
+        cpus=cpus,
     )
 
 
@@ -246,30 +228,55 @@ def _slurm_states() -> dict:
     return dict(line.split("|", 1) for line in out.split())
 
 
-def _snakemake(project: Project, args: list, env: dict, log_path: Path) -> tuple[str, float]:
+@dataclass
+class Pending:
+    """A Snakemake run started in the background; ``finish()`` waits and fails the test on
+    a non-zero exit with the log tail and the SLURM queue."""
+
+    proc: subprocess.Popen
+    log_path: Path
+    args: list
+    t0: float
+    calls: Path | None = None  # the sbatch wrapper's record, for SLURM runs
+    tag: str = ""
+
+    def finish(self) -> tuple[str, float]:
+        try:
+            rc = self.proc.wait(timeout=max(1.0, RUN_TIMEOUT_S - (time.monotonic() - self.t0)))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = "timeout"
+        seconds = time.monotonic() - self.t0
+        text = self.log_path.read_text()
+        if rc != 0:
+            squeue = subprocess.run(["squeue", "--states=all"], capture_output=True, text=True).stdout
+            pytest.fail(f"snakemake {' '.join(self.args)} -> {rc} after {seconds:.0f} s\n"
+                        f"--- log tail ---\n{text[-6000:]}\n--- squeue ---\n{squeue}")
+        return text, seconds
+
+    def run(self) -> Run:
+        log, seconds = self.finish()
+        subs = [_parse_call(json.loads(line)) for line in self.calls.read_text().splitlines()] \
+            if self.calls.exists() else []
+        print(f"{self.tag}: {len(subs)} sbatch calls, {sum(len(s.jobs) for s in subs)} jobs, "
+              f"{seconds:.1f} s")
+        return Run(log=log, seconds=seconds, submissions=subs)
+
+
+def _start(project: Project, args: list, env: dict, log_path: Path) -> Pending:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(project.snakefile),
            "--configfile", "config.yaml", *args]
-    t0 = time.monotonic()
     with open(log_path, "w") as log:
-        try:
-            p = subprocess.run(cmd, cwd=project.workdir, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S)
-            rc = p.returncode
-        except subprocess.TimeoutExpired:
-            rc = "timeout"
-    seconds = time.monotonic() - t0
-    text = log_path.read_text()
-    if rc != 0:
-        squeue = subprocess.run(["squeue", "--states=all"], capture_output=True, text=True).stdout
-        pytest.fail(f"snakemake {' '.join(args)} -> {rc} after {seconds:.0f} s\n"
-                    f"--- log tail ---\n{text[-6000:]}\n--- squeue ---\n{squeue}")
-    return text, seconds
+        proc = subprocess.Popen(cmd, cwd=project.workdir, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    return Pending(proc, log_path, args, time.monotonic())
 
 
-def _submit(project: Project, tmp_path: Path, tag: str) -> Run:
-    """One ``snakemake --profile profiles/slurm`` run, with every sbatch call recorded."""
+def _start_submit(project: Project, tmp_path: Path, tag: str) -> Pending:
+    """``snakemake --profile profiles/slurm`` in the background, with every sbatch call
+    recorded (a wrapper per run, so that runs may overlap)."""
     calls = tmp_path / f"sbatch-{tag}.jsonl"
-    bindir = tmp_path / "bin"
+    bindir = tmp_path / f"bin-{tag}"
     _sbatch_wrapper(bindir, calls)
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
     args = [
@@ -280,12 +287,25 @@ def _submit(project: Project, tmp_path: Path, tag: str) -> Run:
         "--slurm-init-seconds-before-status-checks", str(STATUS_CHECK_S),
         "--seconds-between-status-checks", str(STATUS_CHECK_S),
     ]
-    log, seconds = _snakemake(project, args, env, tmp_path / f"snakemake-{tag}.log")
-    subs = [_parse_call(json.loads(line)) for line in calls.read_text().splitlines()] \
-        if calls.exists() else []
-    print(f"{tag}: {len(subs)} sbatch calls, {sum(len(s.jobs) for s in subs)} jobs, "
-          f"{seconds:.1f} s")
-    return Run(log=log, seconds=seconds, submissions=subs)
+    pending = _start(project, args, env, tmp_path / f"snakemake-{tag}.log")
+    pending.calls, pending.tag = calls, tag
+    return pending
+
+
+def _start_local_reference(project: Project, bits: list, tmp_path: Path) -> tuple[Pending, Path]:
+    """The same audit with ``bits`` run from scratch on this machine, in a copy of the project
+    (its own results folder), with the local profile. One core: it runs beside the SLURM jobs."""
+    workdir = tmp_path / "local"
+    workdir.mkdir()
+    cfg = yaml.safe_load((project.workdir / "config.yaml").read_text())
+    cfg["results"] = str(workdir / "results")
+    cfg["quantization"]["bits"] = list(bits)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    local = Project(name="local reference", workdir=workdir, snakefile=project.snakefile,
+                    results=workdir / "results", bits=list(bits), add_bits=None,
+                    aggregate_rules=set(), new_variant_job=None)
+    args = ["--profile", str(LOCAL_PROFILE), "--cores", "1"]
+    return _start(local, args, dict(os.environ), tmp_path / "snakemake-local.log"), local.results
 
 
 def _check_all_through_sbatch(run: Run, project: Project):
@@ -320,12 +340,22 @@ def _check_all_through_sbatch(run: Run, project: Project):
     return planned
 
 
+VARIANT_RULES = {"capture", "encode"}
+REPORT_RULES = {"fp_statistics", "survival", "predictability", "overlap", "summary", "figures"}
+
+
 def _check_groups(run: Run):
-    groups = [s for s in run.submissions if s.group]
-    assert groups, "no group submission: the profile's `groups:` had no effect"
-    assert max(len(s.jobs) for s in groups) > 1, "group submissions carry a single job"
-    for s in groups:
-        assert {r for r, _ in s.jobs} <= {"survival", "predictability", "overlap"}, s.jobs
+    """The profile's groups: a variant's capture and encode in one submission; a model's
+    table rules, summary and figures in one."""
+    for s in run.submissions:
+        rules = {r for r, _ in s.jobs}
+        if rules & VARIANT_RULES:
+            assert s.group and rules == VARIANT_RULES and len(s.jobs) == 2, s.jobs
+            assert len({wc for _, wc in s.jobs}) == 1, f"two variants in one submission: {s.jobs}"
+        if rules & REPORT_RULES:
+            assert s.group and rules <= REPORT_RULES, s.jobs
+    reports = [s for s in run.submissions if {r for r, _ in s.jobs} & REPORT_RULES]
+    assert len(reports) == 1 and {"summary", "figures"} <= {r for r, _ in reports[0].jobs}, reports
 
 
 # --------------------------------------------------------------------------- comparison
@@ -406,35 +436,47 @@ def _compare_trees(expected: Path, actual: Path):
 
 
 # --------------------------------------------------------------------------- tests
-def test_profiles_parse(tmp_path):
-    """Both profiles are valid for this Snakemake (dry run of the demo; no SLURM needed)."""
-    workdir = tmp_path / "dry"
-    workdir.mkdir()
-    shutil.copy(DEMO_DIR / "config.yaml", workdir / "config.yaml")
-    base = [sys.executable, "-m", "snakemake", "--snakefile", str(DEMO_DIR / "Snakefile"),
+def test_profiles_parse(tiny_project):
+    """Both profiles are valid for this Snakemake and the real Snakefile: a dry run with each
+    (no SLURM needed) plans the whole workflow, the SLURM one with the profile's groups."""
+    project = real_project(tiny_project)
+    base = [sys.executable, "-m", "snakemake", "--snakefile", str(project.snakefile),
             "--configfile", "config.yaml", "--dry-run", "--workflow-profile", "none"]
     for extra in (["--profile", str(LOCAL_PROFILE)], ["--profile", str(SLURM_PROFILE)]):
-        p = subprocess.run(base + extra, cwd=workdir, capture_output=True, text=True, timeout=120)
-        assert p.returncode == 0, p.stdout + p.stderr
-        assert "Job stats:" in p.stdout + p.stderr
+        p = subprocess.run(base + extra, cwd=project.workdir, capture_output=True, text=True,
+                           timeout=120)
+        out = p.stdout + p.stderr
+        assert p.returncode == 0, out
+        assert _planned(out)["capture"] == 2, out
+        slurm = extra[1] == str(SLURM_PROFILE)
+        assert ("Group job variant-tiny-fp" in out) == slurm, out
+        assert ("Group job report" in out) == slurm, out
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
-def test_workflow_through_slurm(slurm, project, tmp_path):
+def test_workflow_through_slurm(slurm, tiny_project, tmp_path):
+    """The real workflow through SLURM (checks 1-4 of the module docstring), with the
+    stand-in's retry check and the local reference run going on beside it: most of a SLURM
+    run's time is spent waiting for the next status check, not computing."""
     t0 = time.monotonic()
+    project = real_project(tiny_project)
+    new = next(b for b in (3, 2, 5, 6, 7, 4, 8) if b not in project.bits)
     print(f"\nproject: {project.name} in {project.workdir}")
+    local, local_results = _start_local_reference(project, project.bits + [new], tmp_path)
+    demo = demo_project(tmp_path)
+    retry = _start_submit(demo, tmp_path, "retry")
 
-    # 1. everything through sbatch
-    run1 = _submit(project, tmp_path, "run1")
+    # 1. everything through sbatch, batched by the profile's groups
+    run1 = _start_submit(project, tmp_path, "run1").run()
     _check_all_through_sbatch(run1, project)
     _check_groups(run1)
 
     # 2. one more bit-width: only the new variant's jobs and the aggregates are submitted
-    new = next(b for b in (3, 2, 5, 6, 7, 4, 8) if b not in project.bits)
     project.add_bits(new)
-    run2 = _submit(project, tmp_path, "run2")
+    run2 = _start_submit(project, tmp_path, "run2").run()
     planned2 = _check_all_through_sbatch(run2, project)
+    _check_groups(run2)
     jobs1, jobs2 = run1.jobs(), run2.jobs()
     for rule, wc in jobs2:
         assert rule in project.aggregate_rules or project.new_variant_job(rule, dict(wc), new), (
@@ -444,14 +486,18 @@ def test_workflow_through_slurm(slurm, project, tmp_path):
     assert any(r not in project.aggregate_rules for r, _ in jobs2), "new variant not submitted"
     assert len(run2.submissions) < len(run1.submissions)
 
-    # 3. the results equal a local run's (same folder, everything recomputed)
-    snapshot = tmp_path / "slurm-results"
-    shutil.copytree(project.results, snapshot)
-    _, local_s = _snakemake(
-        project,
-        ["--profile", str(LOCAL_PROFILE), "--cores", str(NCPUS), "--forceall", "--retries", "2"],
-        dict(os.environ), tmp_path / "snakemake-local.log",
-    )
-    print(f"local run: {local_s:.1f} s")
-    _compare_trees(snapshot, project.results)
+    # 3. a job that fails on its first attempt is resubmitted with more memory and succeeds;
+    # its 64 threads are capped to the node's CPUs (else it would pend forever)
+    rrun = retry.run()
+    _check_all_through_sbatch(rrun, demo)
+    subs = [s for s in rrun.submissions if s.jobs[0][0] == "fail_once"]
+    assert [s.attempt for s in subs] == [1, 2], subs
+    assert all(s.cpus is not None and s.cpus <= NCPUS for s in subs), subs  # not 64
+    assert (demo.workdir / "results" / "fail_once.txt").read_text().split() == [
+        str(2 * i) for i in range(1, 101)]
+
+    # 4. the results (built in two submissions) equal a local run's from scratch
+    _, local_s = local.finish()
+    print(f"local run (alongside): {local_s:.1f} s")
+    _compare_trees(project.results, local_results)
     print(f"total {time.monotonic() - t0:.1f} s")
