@@ -12,11 +12,14 @@
    the table rules, summary and figures of a model share one.
 3. Adding a bit-width and submitting again submits only the new variant's jobs and the
    aggregates (fewer sbatch calls than the first run).
-4. The results equal a local run's (``--profile profiles/default --forceall``).
+4. A stand-in workflow (tests/slurm/demo) whose job fails on its first attempt: it is
+   resubmitted with more memory (``retries`` and ``mem_mb`` growing with ``attempt``), and
+   its 64 threads are capped to the node's CPUs.
+5. The results, built in two submissions, equal a local run's from scratch
+   (``--profile profiles/default``, in a copy of the project with its own results folder).
 
-``test_retry_with_more_memory`` uses a stand-in workflow (tests/slurm/demo) whose job fails
-on its first attempt: it is resubmitted with more memory (``retries`` and ``mem_mb`` growing
-with ``attempt``), and its 64 threads are capped to the node's CPUs.
+The stand-in and the local run go on beside the two real submissions: a SLURM run here
+spends most of its time waiting for the next status check.
 
 Needs root (it starts munged/slurmctld/slurmd, via tests/slurm/up.sh, and stops exactly
 those PIDs afterwards) and either an installed SLURM or apt-get to install one; skipped
@@ -456,7 +459,7 @@ def test_profiles_parse(tiny_project):
 @pytest.mark.slow
 @pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 def test_workflow_through_slurm(slurm, tiny_project, tmp_path):
-    """The real workflow through SLURM (checks 1-4 of the module docstring), with the
+    """The real workflow through SLURM (checks 1-5 of the module docstring), with the
     stand-in's retry check and the local reference run going on beside it: most of a SLURM
     run's time is spent waiting for the next status check, not computing."""
     t0 = time.monotonic()
@@ -467,12 +470,12 @@ def test_workflow_through_slurm(slurm, tiny_project, tmp_path):
     demo = demo_project(tmp_path)
     retry = _start_submit(demo, tmp_path, "retry")
 
-    # 1. everything through sbatch, batched by the profile's groups
+    # 1, 2. everything through sbatch, batched by the profile's groups
     run1 = _start_submit(project, tmp_path, "run1").run()
     _check_all_through_sbatch(run1, project)
     _check_groups(run1)
 
-    # 2. one more bit-width: only the new variant's jobs and the aggregates are submitted
+    # 3. one more bit-width: only the new variant's jobs and the aggregates are submitted
     project.add_bits(new)
     run2 = _start_submit(project, tmp_path, "run2").run()
     planned2 = _check_all_through_sbatch(run2, project)
@@ -486,7 +489,7 @@ def test_workflow_through_slurm(slurm, tiny_project, tmp_path):
     assert any(r not in project.aggregate_rules for r, _ in jobs2), "new variant not submitted"
     assert len(run2.submissions) < len(run1.submissions)
 
-    # 3. a job that fails on its first attempt is resubmitted with more memory and succeeds;
+    # 4. a job that fails on its first attempt is resubmitted with more memory and succeeds;
     # its 64 threads are capped to the node's CPUs (else it would pend forever)
     rrun = retry.run()
     _check_all_through_sbatch(rrun, demo)
@@ -496,7 +499,7 @@ def test_workflow_through_slurm(slurm, tiny_project, tmp_path):
     assert (demo.workdir / "results" / "fail_once.txt").read_text().split() == [
         str(2 * i) for i in range(1, 101)]
 
-    # 4. the results (built in two submissions) equal a local run's from scratch
+    # 5. the results (built in two submissions) equal a local run's from scratch
     _, local_s = local.finish()
     print(f"local run (alongside): {local_s:.1f} s")
     _compare_trees(project.results, local_results)
