@@ -1,9 +1,11 @@
-"""Capture-stage throughput against a plain truncated forward, measured in one run.
+"""Activation + codes throughput against a plain truncated forward, measured in one run.
 
 The activation stage (forward hooks, early exit after the hooked layer, copy to CPU, parquet
-shards written) is compared with `model(ids, output_hidden_states=True)` on a copy of the
-model truncated to the same layer count, on the same tokens and device. Random weights: this
-measures speed only, never survival.
+shards written) and the codes stage (shards read back, encoded by an SAE on the same device,
+sparse parquet written) are compared with `model(ids, output_hidden_states=True)` on a copy of
+the model truncated to the same layer count, on the same tokens and device. The SAE is a
+random TopK SAE of Gemma Scope's 16k width. Random weights: this measures speed only, never
+survival.
 
     python benchmarks/capture_throughput.py --arch gemma2-2b --layer 12 --tokens 1048576   # GPU
     python benchmarks/capture_throughput.py --arch small --layer 2 --tokens 16384          # CPU smoke
@@ -21,6 +23,7 @@ from transformers import Gemma2Config, Gemma2ForCausalLM
 
 from featureaudit.architecture import decoder_layers
 from featureaudit.capture import write_activation_shards
+from featureaudit.codes import encode_activations
 from featureaudit.device import resolve_device, resolve_dtype
 
 ARCHS = {
@@ -45,6 +48,8 @@ def main():
     ap.add_argument("--tokens", type=int, default=16384)
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--d-sae", type=int, default=16384)
+    ap.add_argument("--k", type=int, default=64)
     args = ap.parse_args()
 
     device = resolve_device("auto")
@@ -69,20 +74,41 @@ def main():
                 out.hidden_states[args.layer + 1].shape
         sync(device)
 
+    sae = random_sae(cfg.hidden_size, args.d_sae, args.k, hook, device)
+
     def stage(tmp):
         write_activation_shards(model, ids, hook, f"{tmp}/acts", batch_size=args.batch, progress=False)
+        sync(device)
+
+    def codes(tmp):
+        encode_activations(sae, f"{tmp}/acts", f"{tmp}/codes.parquet", progress=False)
         sync(device)
 
     plain()  # warm-up (kernels, allocator)
     t0 = time.perf_counter(); plain(); t_plain = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter(); stage(tmp); t_stage = time.perf_counter() - t0
+        t0 = time.perf_counter(); codes(tmp); t_codes = time.perf_counter() - t0
     tokens = n_seq * args.context
     print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}), dtype {dtype}, "
-          f"arch {args.arch}, hook {hook}, {tokens} tokens, batch {args.batch}x{args.context}")
-    print(f"plain truncated forward : {tokens / t_plain:12.0f} tokens/s")
-    print(f"capture stage (+shards) : {tokens / t_stage:12.0f} tokens/s")
-    print(f"ratio stage / plain     : {t_plain / t_stage:.2f}")
+          f"arch {args.arch}, hook {hook}, {tokens} tokens, batch {args.batch}x{args.context}, "
+          f"SAE TopK {args.d_sae}/k{args.k}")
+    print(f"plain truncated forward      : {tokens / t_plain:12.0f} tokens/s")
+    print(f"activation stage (+shards)   : {tokens / t_stage:12.0f} tokens/s   ratio {t_plain / t_stage:.2f}")
+    print(f"codes stage (read+encode+pq) : {tokens / t_codes:12.0f} tokens/s")
+    print(f"activation + codes           : {tokens / (t_stage + t_codes):12.0f} tokens/s   "
+          f"ratio {t_plain / (t_stage + t_codes):.2f}  (target >= 0.5)")
+
+
+def random_sae(d_in: int, d_sae: int, k: int, hook: str, device):
+    from sae_lens import TopKSAE, TopKSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=k, metadata=SAEMetadata(hook_name=hook)))
+    with torch.no_grad():
+        sae.W_enc.normal_(0, d_in**-0.5)
+        sae.W_dec.copy_(sae.W_enc.T)
+    return sae.to(device).eval()
 
 
 if __name__ == "__main__":

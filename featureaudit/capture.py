@@ -13,6 +13,8 @@ Shards: parquet files of `shard_tokens` rows, columns `token` (global index seq*
 from __future__ import annotations
 
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -114,6 +116,20 @@ def iter_activations(
             yield acts.cpu() if to_cpu else acts
 
 
+#: Shards written side by side in background threads while the model computes the next ones.
+#: Writing a 65536 x 2304 fp32 shard takes ~1.2 s of one CPU core; a GPU computes it in less.
+SHARD_WRITERS = 2
+
+
+def _write_shard(path: Path, tok: np.ndarray, acts: np.ndarray, hook_name: str) -> None:
+    d = acts.shape[1]
+    table = pa.table({"token": tok, "act": pa.FixedSizeListArray.from_arrays(pa.array(acts.reshape(-1)), d)})
+    table = table.replace_schema_metadata({"hook_name": hook_name, "d_in": str(d)})
+    # Dense floats neither compress nor dictionary-encode (same file size); skipping both makes
+    # writes 1.1-1.2x faster, reads unchanged (benchmarks/shard_format.py).
+    pq.write_table(table, path, compression="none", use_dictionary=False, write_page_checksum=True)
+
+
 def write_activation_shards(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -130,19 +146,20 @@ def write_activation_shards(
     first = 1 if exclude_bos else 0
     pos = np.arange(first, T)
     written = 0
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp, ThreadPoolExecutor(SHARD_WRITERS) as writers:
         buf_acts, buf_tok, n_buf, shard = [], [], 0, 0
-        d = None
+        pending = deque()
 
         def flush():
             nonlocal buf_acts, buf_tok, n_buf, shard
             # One device-to-host copy per shard, not per batch: on a GPU, many small copies
             # would stall the forward passes.
             acts = torch.cat(buf_acts).cpu().numpy()
-            tok = np.concatenate(buf_tok)
-            table = pa.table({"token": tok, "act": pa.FixedSizeListArray.from_arrays(pa.array(acts.reshape(-1)), d)})
-            table = table.replace_schema_metadata({"hook_name": hook_name, "d_in": str(d)})
-            pq.write_table(table, Path(tmp) / f"shard-{shard:05d}.parquet", write_page_checksum=True)
+            pending.append(writers.submit(_write_shard, Path(tmp) / f"shard-{shard:05d}.parquet",
+                                          np.concatenate(buf_tok), acts, hook_name))
+            # at most SHARD_WRITERS shards wait in host memory; a failed write raises here
+            while len(pending) > SHARD_WRITERS:
+                pending.popleft().result()
             buf_acts, buf_tok, n_buf, shard = [], [], 0, shard + 1
 
         batches = iter_activations(model, input_ids, hook_name, batch_size, center, progress, to_cpu=False)
@@ -159,6 +176,8 @@ def write_activation_shards(
                 flush()
         if n_buf:
             flush()
+        for f in pending:
+            f.result()
     return written
 
 

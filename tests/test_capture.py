@@ -218,6 +218,27 @@ def test_shards_round_trip(tiny, ids, tmp_path, exclude_bos):
     assert not list(out.parent.glob(".acts.*"))  # no temporary directory left behind
 
 
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)
+def test_failed_shard_write_raises_and_leaves_nothing(tiny, ids, tmp_path, monkeypatch):
+    """Shards are written in background threads: a failure there still reaches the caller,
+    and neither the output folder nor a temporary one is left behind."""
+    import featureaudit.capture as capture_module
+
+    real = capture_module._write_shard
+
+    def failing(path, *args):
+        if path.name == "shard-00001.parquet":
+            raise OSError("disk full")
+        real(path, *args)
+
+    monkeypatch.setattr(capture_module, "_write_shard", failing)
+    _, _, model, _ = tiny
+    out = tmp_path / "acts"
+    with pytest.raises(OSError, match="disk full"):
+        _write(model, ids, out)
+    assert not out.exists() and not list(tmp_path.glob(".acts.*"))
+
+
 @pytest.mark.parametrize("tiny", ["llama"], indirect=True)  # file handling is architecture-blind
 @pytest.mark.parametrize("damage", ["garbage", "truncate", "page_header", "empty"])
 def test_corrupt_shard_raises_audit_error(tiny, ids, tmp_path, damage):
