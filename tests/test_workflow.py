@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 import yaml
 from scipy.stats import pearsonr
 
-from conftest import REPO, TinyProject, base_config
+from conftest import REPO
 from tiny_models import tl_reference
 
 pytestmark = pytest.mark.slow
@@ -179,3 +178,28 @@ def test_bad_config_fails_at_start_up_in_one_line(tiny_project, mutate, key):
 def test_lint_passes(tiny_project):
     proc = tiny_project.snakemake("--lint", check=False, timeout=120)
     assert proc.returncode == 0 and "good condition" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_snakemake_report_embeds_summary_and_figures(arch_project, tmp_path):
+    """`snakemake --report` builds the HTML report a person reads: per model the summary table
+    and every figure, byte for byte the files the workflow wrote, with their captions."""
+    import base64
+
+    from featureaudit.outputs import FIGURES
+
+    html = tmp_path / "report.html"
+    arch_project.snakemake("--report", str(html))
+    text = html.read_text()
+    m = re.search(r"var results = (\{.*?\});\n", text, re.S)
+    assert m, "no results table in the report"
+    entries = json.loads(m.group(1))
+    results = (arch_project.workdir / "results").resolve()
+    expected = {results / model / "summary.csv" for model in MODELS} | {
+        results / model / "figures" / f"{name}.{ext}" for model in MODELS for name in FIGURES for ext in ("png", "svg")}
+    assert {Path(p).resolve() for p in entries} == expected
+    caption = (REPO / "workflow" / "report" / "summary.rst").read_text().split()[:4]
+    for path, entry in entries.items():
+        payload = entry["data_uri"].split("base64,", 1)[1]
+        assert base64.b64decode(payload) == Path(path).read_bytes(), path
+        if path.endswith("summary.csv"):
+            assert " ".join(caption) in entry["caption"], entry["caption"][:200]
