@@ -117,7 +117,8 @@ def iter_activations(
 
 
 #: Shards written side by side in background threads while the model computes the next ones.
-#: Writing a 65536 x 2304 fp32 shard takes ~1.2 s of one CPU core; a GPU computes it in less.
+#: Writing a 65536 x 2304 fp32 shard takes ~1.2 s of one CPU core here; on a GPU the forward
+#: for it is likely shorter (estimate; benchmarks/shard_writer.py measures it where one is lent).
 SHARD_WRITERS = 2
 
 
