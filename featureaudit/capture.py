@@ -26,7 +26,7 @@ from torch import nn
 
 from .architecture import decoder_layers
 from .errors import AuditError
-from .hooks import POINTS, HookPoint, parse_hook  # noqa: F401
+from .hooks import parse_hook
 from .io import atomic_dir, open_parquet
 
 def _module_and_mode(layer: nn.Module, point: str) -> tuple[nn.Module, str]:

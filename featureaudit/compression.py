@@ -20,7 +20,7 @@ from torch import nn
 
 from .architecture import block_linears
 from .errors import AuditError
-from .variants import MAX_BITS, MIN_BITS, Variant, check_bits, check_sparsity, parse_variant  # noqa: F401
+from .variants import Variant, check_bits, check_sparsity
 
 # --------------------------------------------------------------------------- quantization
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import SaeTraining  # noqa: F401  (re-exported)
+from .config import SaeTraining
 from .errors import AuditError
 
 

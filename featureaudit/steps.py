@@ -14,12 +14,13 @@ import pyarrow as pa
 import torch
 
 from .architecture import n_layers
-from .capture import iter_activations, parse_hook, write_activation_shards
+from .capture import iter_activations, write_activation_shards
 from .codes import encode_activations
-from .compression import apply_variant, parse_variant
+from .compression import apply_variant
 from .config import AuditConfig
 from .device import resolve_device, resolve_dtype
 from .errors import AuditError
+from .hooks import parse_hook
 from .io import atomic_dir, read_json, read_table, write_json, write_table
 from .metrics import compare_to_fp, perplexity, sliding_perplexity
 from .models import load_model
@@ -29,6 +30,7 @@ from .sae import check_width, fraction_variance_unexplained, load_sae, sae_metad
 from .statistics import feature_statistics
 from .survival import fractions, survival_table
 from .tokens import hf_dataset_text, pydoc_text, read_tokens, text_files, tokenize_to_sequences, write_tokens
+from .variants import parse_variant
 
 
 def log(msg: str) -> None:
@@ -206,7 +208,7 @@ def match_pruning(cfg: AuditConfig, model: str, quantized: str, tokens_path, ref
     bs = cfg.evaluation.batch_size
     target = perplexity(qlm, ids, bs)
     del qlm
-    from .compression import Variant
+    from .variants import Variant
 
     def ppl_at(s: float) -> float:
         return perplexity(apply_variant(fp, Variant("magnitude", sparsity=s, scope=p.scope)), ids, bs)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .codes import Codes, check_aligned
-from .config import Thresholds  # noqa: F401  (re-exported)
+from .config import Thresholds
 
 STATUSES = ("survived", "blurred", "damaged", "inactive")
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from .config import TokenBudget  # noqa: F401  (re-exported)
+from .config import TokenBudget
 from .errors import AuditError
 from .io import read_table, write_table
 

@@ -8,7 +8,6 @@ import torch
 
 from featureaudit.architecture import decoder_layers
 from featureaudit.capture import (
-    POINTS,
     HookCapture,
     activation_width,
     iter_activation_shards,
@@ -16,6 +15,7 @@ from featureaudit.capture import (
     write_activation_shards,
 )
 from featureaudit.errors import AuditError
+from featureaudit.hooks import POINTS
 from tiny_models import ARCHS, N_LAYERS, VOCAB_SIZE, tl_model, tl_reference
 
 ATOL = 1e-5

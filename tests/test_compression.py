@@ -18,17 +18,9 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from featureaudit.compression import (
-    Variant,
-    apply_variant,
-    check_bits,
-    check_sparsity,
-    magnitude_prune_,
-    parse_variant,
-    rtn_quantize,
-    smallest_k_mask,
-)
+from featureaudit.compression import apply_variant, magnitude_prune_, rtn_quantize, smallest_k_mask
 from featureaudit.errors import AuditError
+from featureaudit.variants import Variant, check_bits, check_sparsity, parse_variant
 
 BITS = range(2, 9)
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, TinyProject, base_config
+from conftest import REPO
 from featureaudit.errors import AuditError
 from featureaudit.models import load_model
 from test_workflow import job_counts

@@ -84,10 +84,11 @@ class Project:
     workdir: Path
     snakefile: Path
     results: Path  # folder of outputs compared with the local run
-    bits: list  # current bit-widths
-    add_bits: object  # callable(int) -> None, rewrites the config in workdir
-    aggregate_rules: set  # rules whose jobs must rerun when a variant is added
-    new_variant_job: object  # callable(rule, wildcards: dict, bits) -> bool
+    # the real workflow only: growing its config, and what a new variant may resubmit
+    bits: list = field(default_factory=list)  # current bit-widths
+    add_bits: object = None  # callable(int) -> None, rewrites the config in workdir
+    aggregate_rules: set = field(default_factory=set)  # rules whose jobs rerun for a new variant
+    new_variant_job: object = None  # callable(rule, wildcards: dict, bits) -> bool
     local_rules: set = field(default_factory=lambda: {"all"})
     expect_retry: dict = field(default_factory=dict)  # rule -> attempts (demo only)
 
@@ -106,10 +107,6 @@ def demo_project(tmp_path: Path) -> Project:
         workdir=workdir,
         snakefile=DEMO_DIR / "Snakefile",
         results=workdir / "results",
-        bits=[],
-        add_bits=None,
-        aggregate_rules=set(),
-        new_variant_job=None,
         expect_retry={"fail_once": 2},
     )
 
@@ -305,8 +302,7 @@ def _start_local_reference(project: Project, bits: list, tmp_path: Path) -> tupl
     cfg["quantization"]["bits"] = list(bits)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
     local = Project(name="local reference", workdir=workdir, snakefile=project.snakefile,
-                    results=workdir / "results", bits=list(bits), add_bits=None,
-                    aggregate_rules=set(), new_variant_job=None)
+                    results=workdir / "results")
     args = ["--profile", str(LOCAL_PROFILE), "--cores", "1"]
     return _start(local, args, dict(os.environ), tmp_path / "snakemake-local.log"), local.results
 
