@@ -14,8 +14,8 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     model="|".join(MODELS),
-    variant=r"fp|rtn-w\d+(-g\d+)?(-asym)?|mag-[0-9.]+(-global)?|match-rtn-w\d+(-g\d+)?(-asym)?",
-    quantized=r"rtn-w\d+(-g\d+)?(-asym)?",
+    variant=VARIANT_PATTERN,
+    quantized=QUANTIZED_PATTERN,
 
 
 include: "workflow/rules/tokens.smk"

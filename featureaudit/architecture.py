@@ -1,24 +1,44 @@
-"""Where the transformer blocks of a Hugging Face causal LM live.
+"""Where the transformer blocks of a Hugging Face causal LM live, and how wide they are.
 
-Llama/Gemma keep them at `model.model.layers`, GPT-NeoX at `model.gpt_neox.layers`, GPT-2 at
-`transformer.h`. Rather than a table per architecture, take the ModuleList whose length is the
-config's layer count: every decoder-only model in transformers has exactly one.
+Llama/Gemma keep the blocks at `model.model.layers`, GPT-NeoX at `model.gpt_neox.layers`,
+GPT-2 at `transformer.h`. Rather than a table per architecture, take the ModuleList whose
+length is the config's layer count: every decoder-only model in transformers has exactly one.
+
+The shape helpers read a transformers config object or its dict (config.json), so the start-up
+checks use them without importing torch; torch is imported by the functions that need it.
 """
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Any
 
 from .errors import AuditError
 
 
-def n_layers(model: nn.Module) -> int:
-    cfg = model.config
-    cfg = getattr(cfg, "text_config", None) or cfg
-    return int(cfg.num_hidden_layers)
+def text_config(config: Any) -> Any:
+    """The language model's part of a config: multimodal configs nest it under text_config."""
+    inner = config.get("text_config") if isinstance(config, dict) else getattr(config, "text_config", None)
+    return inner or config
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
+def config_value(config: Any, key: str, default: Any = None) -> Any:
+    cfg = text_config(config)
+    return cfg.get(key, default) if isinstance(cfg, dict) else getattr(cfg, key, default)
+
+
+def n_layers(config: Any) -> int:
+    """Number of transformer blocks, from a config (object or dict) or a model."""
+    return int(config_value(getattr(config, "config", config), "num_hidden_layers"))
+
+
+def hidden_size(config: Any) -> int:
+    """Residual-stream width, from a config (object or dict) or a model."""
+    return int(config_value(getattr(config, "config", config), "hidden_size"))
+
+
+def decoder_layers(model):
+    from torch import nn
+
     n = n_layers(model)
     for _, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) == n:
@@ -29,14 +49,13 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     )
 
 
-def block_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
-    """Every nn.Linear inside the transformer blocks (attention and MLP), in model order.
+def block_linears(model) -> list:
+    """(name, nn.Linear) for every linear inside the transformer blocks (attention and MLP), in
+    model order. Embeddings, norms and the LM head sit outside the blocks and are not returned."""
+    from torch import nn
 
-    Embeddings, norms and the LM head sit outside the blocks and are not returned.
-    """
-    layers = decoder_layers(model)
     out = []
-    for i, layer in enumerate(layers):
+    for i, layer in enumerate(decoder_layers(model)):
         for name, module in layer.named_modules():
             if isinstance(module, nn.Linear):
                 out.append((f"layers.{i}.{name}", module))

@@ -6,28 +6,33 @@ exception), so the layers after it never run. Values are the *unprocessed* model
 SAELens's convention; `center=True` subtracts the per-token mean, which is what
 TransformerLens's `center_writing_weights` does to a LayerNorm model's residual stream.
 
-Shards: parquet files of `shard_tokens` rows, columns `token` (global index seq*T + pos) and
-`act` (fixed-size list of float32, width d); file metadata records the hook and width.
+The activations are written as shards (shards.py). `capture_variant` is the body of the
+`capture` rule: build the variant, capture the audit tokens at the SAE's hook.
 """
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from .architecture import decoder_layers
+from .architecture import decoder_layers, hidden_size, n_layers
+from .compression import build_variant
+from .config import CaptureSettings, ModelRun
 from .errors import AuditError
 from .hooks import parse_hook
-from .io import atomic_dir, open_parquet
+from .io import atomic_dir
+from .models import load_reference
+from .progress import log, progress_bar
+from .sae import check_bos, check_width, load_sae, sae_metadata, wants_centering
+from .shards import shard_name, write_shard
+from .tokens import read_tokens
+
 
 def _module_and_mode(layer: nn.Module, point: str) -> tuple[nn.Module, str]:
     """The module whose input ('pre') or output ('out') is the hook's value."""
@@ -105,14 +110,13 @@ def iter_activations(
     CPU, or left on the model's device with `to_cpu=False` (the caller moves them in bulk)."""
     device = next(model.parameters()).device
     n = len(input_ids)
-    with HookCapture(model, hook_name) as cap:
+    with HookCapture(model, hook_name) as cap, \
+            progress_bar(total=n, desc=f"capture {hook_name}", unit="seq", enabled=progress) as bar:
         for start in range(0, n, batch_size):
             acts = cap.run(input_ids[start : start + batch_size].to(device)).float()
             if center:
                 acts = acts - acts.mean(-1, keepdim=True)
-            if progress:
-                done = min(start + batch_size, n)
-                print(f"\rcapture {hook_name}: {done}/{n} sequences", end="" if done < n else "\n", file=sys.stderr, flush=True)
+            bar.update(min(batch_size, n - start))
             yield acts.cpu() if to_cpu else acts
 
 
@@ -120,15 +124,6 @@ def iter_activations(
 #: Writing a 65536 x 2304 fp32 shard takes ~1.2 s of one CPU core here; on a GPU the forward
 #: for it is likely shorter (estimate; benchmarks/shard_writer.py measures it where one is lent).
 SHARD_WRITERS = 2
-
-
-def _write_shard(path: Path, tok: np.ndarray, acts: np.ndarray, hook_name: str) -> None:
-    d = acts.shape[1]
-    table = pa.table({"token": tok, "act": pa.FixedSizeListArray.from_arrays(pa.array(acts.reshape(-1)), d)})
-    table = table.replace_schema_metadata({"hook_name": hook_name, "d_in": str(d)})
-    # Dense floats neither compress nor dictionary-encode (same file size); skipping both makes
-    # writes 1.1-1.2x faster, reads unchanged (benchmarks/shard_format.py).
-    pq.write_table(table, path, compression="none", use_dictionary=False, write_page_checksum=True)
 
 
 def write_activation_shards(
@@ -156,7 +151,7 @@ def write_activation_shards(
             # One device-to-host copy per shard, not per batch: on a GPU, many small copies
             # would stall the forward passes.
             acts = torch.cat(buf_acts).cpu().numpy()
-            pending.append(writers.submit(_write_shard, Path(tmp) / f"shard-{shard:05d}.parquet",
+            pending.append(writers.submit(write_shard, Path(tmp) / shard_name(shard),
                                           np.concatenate(buf_tok), acts, hook_name))
             # at most SHARD_WRITERS shards wait in host memory; a failed write raises here
             while len(pending) > SHARD_WRITERS:
@@ -182,28 +177,27 @@ def write_activation_shards(
     return written
 
 
-def shard_paths(act_dir) -> list[Path]:
-    paths = sorted(Path(act_dir).glob("shard-*.parquet"))
-    if not paths:
-        raise AuditError(f"{act_dir} holds no activation shards; delete it and rerun to recompute it")
-    return paths
+def capture_matrix(model: nn.Module, input_ids: torch.Tensor, capture: CaptureSettings) -> np.ndarray:
+    """(n_tokens, d) FP activations in memory, for training an SAE (which has no metadata yet
+    to say whether to centre: only an explicit `center: true` does)."""
+    first = 1 if capture.exclude_bos else 0
+    batches = iter_activations(model, input_ids, capture.hook, capture.batch_size, bool(capture.center),
+                               progress=True)
+    return np.concatenate([a[:, first:].reshape(-1, a.shape[-1]).numpy() for a in batches])
 
 
-def activation_width(act_dir) -> int:
-    meta = open_parquet(shard_paths(act_dir)[0]).schema_arrow.metadata or {}
-    return int(meta[b"d_in"])
-
-
-def iter_activation_shards(act_dir) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yields (token_index (n,), activations (n, d) float32) per shard, in token order."""
-    for path in shard_paths(act_dir):
-        try:
-            table = open_parquet(path).read()  # a damaged page raises OSError here, not on open
-            col = table.column("act").combine_chunks()
-            d = col.type.list_size
-            acts = col.values.to_numpy(zero_copy_only=False).reshape(-1, d)
-            tok = table.column("token").to_numpy()
-        except (KeyError, AttributeError, OSError, pa.ArrowException, ValueError) as e:
-            cause = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise AuditError(f"activation shard {path} is corrupt ({cause}); delete {act_dir} and rerun") from None
-        yield tok, acts
+def capture_variant(variant: str, run: ModelRun, capture: CaptureSettings, pruning_scope: str,
+                    tokens_path, ref_dir, sae_dir, out_dir, matched_json=None) -> None:
+    """The `capture` rule: the variant's activations on the audit tokens, as shards."""
+    sae = load_sae(sae_dir, "cpu")
+    meta = sae_metadata(sae)
+    reference, _ = load_reference(ref_dir, run)
+    lm = build_variant(reference, variant, pruning_scope, matched_json)
+    del reference
+    parse_hook(capture.hook, n_layers(lm))
+    check_width(meta["d_in"], hidden_size(lm), f"the activation at {capture.hook}")
+    check_bos(meta["prepend_bos"], capture.prepend_bos)
+    center = capture.center if capture.center is not None else wants_centering(meta)
+    n = write_activation_shards(lm, read_tokens(tokens_path, "audit"), capture.hook, out_dir,
+                                batch_size=capture.batch_size, exclude_bos=capture.exclude_bos, center=center)
+    log(f"captured {n} activations of {variant} at {capture.hook}")

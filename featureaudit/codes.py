@@ -4,29 +4,32 @@ One parquet file per variant; row group i holds the codes of activation shard i,
 (token, feature). Every variant encodes the same tokens in the same shards, so row group i of
 two variants covers the same tokens: survival reads them pairwise, one group at a time.
 File metadata: d_sae, n_tokens, and the token count of each group.
+`encode_variant` is the body of the `encode` rule.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
-from .capture import iter_activation_shards, shard_paths
 from .errors import AuditError
 from .io import atomic_path, open_parquet
+from .progress import log, progress_bar
+from .sae import check_width
+from .shards import iter_activation_shards, shard_paths
 
 SCHEMA = pa.schema([("token", pa.int64()), ("feature", pa.int32()), ("value", pa.float32())])
 
 
 def sparse_encode(sae, acts: np.ndarray, tokens: np.ndarray, batch: int = 4096):
     """Encode (n, d_in) activations; returns token, feature, value arrays of the nonzeros."""
+    import torch  # here, not at the top: the table rules read codes files without torch
+
     device = next(sae.parameters()).device
     dtype = next(sae.parameters()).dtype
     out_t, out_f, out_v = [], [], []
@@ -47,25 +50,30 @@ def encode_activations(sae, act_dir, out_path, batch: int = 4096, progress: bool
     n_shards = len(shard_paths(act_dir))
     group_tokens, n_tokens, nnz = [], 0, 0
     d_sae = int(sae.cfg.d_sae)
+    shards = progress_bar(iter_activation_shards(act_dir), total=n_shards, desc="encode", unit="shard",
+                      enabled=progress)
     with atomic_path(out_path) as tmp:
         with pq.ParquetWriter(tmp, SCHEMA, write_page_checksum=True) as writer:
-            for i, (tok, acts) in enumerate(iter_activation_shards(act_dir)):
-                if acts.shape[1] != int(sae.cfg.d_in):
-                    raise AuditError(
-                        f"SAE d_in is {sae.cfg.d_in} but the activations in {act_dir} have width {acts.shape[1]}; "
-                        "use an SAE trained on this model and hook"
-                    )
+            for tok, acts in shards:
+                check_width(sae.cfg.d_in, acts.shape[1], f"the activations in {act_dir}")
                 t, f, v = sparse_encode(sae, acts, tok, batch)
                 writer.write_table(pa.table({"token": t, "feature": f, "value": v}, schema=SCHEMA), row_group_size=max(len(t), 1))
                 group_tokens.append(len(tok))
                 n_tokens += len(tok)
                 nnz += len(t)
-                if progress:
-                    print(f"\rencode: shard {i + 1}/{n_shards}", end="" if i + 1 < n_shards else "\n", file=sys.stderr, flush=True)
             writer.add_key_value_metadata(
                 {"d_sae": str(d_sae), "n_tokens": str(n_tokens), "group_tokens": json.dumps(group_tokens)}
             )
     return nnz
+
+
+def encode_variant(sae_dir, act_dir, out_path, device: str = "auto") -> None:
+    """The `encode` rule: one variant's activations through the frozen SAE."""
+    from .device import resolve_device
+    from .sae import load_sae
+
+    nnz = encode_activations(load_sae(sae_dir, resolve_device(device)), act_dir, out_path)
+    log(f"encoded {nnz} nonzero codes")
 
 
 class Codes:

@@ -6,7 +6,7 @@ Variant names are the file-path vocabulary of the workflow:
                           symmetric unless -asym
   mag-{s:.2f}[-global]    magnitude pruning to sparsity s, per layer unless -global
   match-{variant}         magnitude pruning at the sparsity whose perplexity matches {variant}
-                          (the sparsity is found by the overlap stage and passed in)
+                          (the sparsity is found by the matching stage and passed in)
 
 Weights are changed in place on a deep copy; the reference model is never touched.
 """
@@ -14,13 +14,15 @@ Weights are changed in place on a deep copy; the reference model is never touche
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from .architecture import block_linears
 from .errors import AuditError
-from .variants import Variant, check_bits, check_sparsity
+from .io import read_json
+from .variants import Variant, check_bits, check_sparsity, parse_variant
 
 # --------------------------------------------------------------------------- quantization
 
@@ -122,3 +124,17 @@ def apply_variant(model: nn.Module, variant: Variant, matched_sparsity: float | 
             raise AuditError(f"variant {variant.name} needs its matched sparsity (run the match_pruning stage)")
         magnitude_prune_(linears, matched_sparsity, variant.scope)
     return compressed
+
+
+def build_variant(reference: nn.Module, variant: str, pruning_scope: str = "layer", matched_json=None) -> nn.Module:
+    """The named variant of a loaded reference: the reference itself for `fp`, else a compressed
+    copy. A `match-` variant prunes at the sparsity recorded in `matched_json`, with the
+    configured pruning scope."""
+    v = parse_variant(variant)
+    if v.kind == "fp":
+        return reference
+    matched = None
+    if v.kind == "match":
+        v = replace(v, scope=pruning_scope)
+        matched = read_json(matched_json)["matched_sparsity"]
+    return apply_variant(reference, v, matched)

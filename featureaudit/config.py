@@ -7,7 +7,8 @@ __post_init__ checks what a schema cannot (cross-field rules).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import get_type_hints
 from pathlib import Path
 
 import yaml
@@ -20,21 +21,27 @@ SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "conf
 
 # The stage modules' own settings (sae, survival, tokens) live here too, so that reading a
 # config never imports torch: the Snakefile does it on every start and in every cluster job.
+# Every field is documented in workflow/schemas/config.schema.yaml (and config/README.md,
+# generated from it); the comments here say the same in short.
 @dataclass(frozen=True)
 class SaeTraining:
-    d_sae: int = 4608
-    k: int = 32
-    steps: int = 600
-    batch_size: int = 1024
-    lr: float = 4e-4
-    seed: int = 0
+    """How the workflow trains its own TopK SAE (models.<name>.sae.train)."""
+
+    d_sae: int = 4608  # number of features
+    k: int = 32  # features active per token
+    steps: int = 600  # optimiser steps
+    batch_size: int = 1024  # activations per step
+    lr: float = 4e-4  # constant Adam learning rate
+    seed: int = 0  # initialisation and batch sampling
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    active_min_tokens: int = 10
-    survived_r: float = 0.9
-    blurred_r: float = 0.5
+    """Survival classes by the Pearson r between FP and variant codes (survival)."""
+
+    active_min_tokens: int = 10  # a feature is audited if it fires on at least this many FP tokens
+    survived_r: float = 0.9  # r >= this: survived
+    blurred_r: float = 0.5  # blurred_r <= r < survived_r: blurred; below (or silent): damaged
 
     def __post_init__(self):
         if not -1.0 <= self.blurred_r <= self.survived_r <= 1.0:
@@ -48,12 +55,14 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class TokenBudget:
-    context_length: int = 128
-    audit_tokens: int = 16384
-    heldout_tokens: int = 4096
-    sae_train_tokens: int = 0
-    prepend_bos: bool = True
-    seed: int = 0
+    """How many sequences of which length go to each split of tokens.parquet."""
+
+    context_length: int = 128  # tokens per sequence, BOS included
+    audit_tokens: int = 16384  # tokens FP and variant codes are compared on
+    heldout_tokens: int = 4096  # tokens for perplexity, KL, top-1 agreement
+    sae_train_tokens: int = 0  # tokens the workflow trains its SAE on (0: pretrained SAE)
+    prepend_bos: bool = True  # BOS first in every sequence
+    seed: int = 0  # shuffles sequences before the split
 
     def sequences(self, split: str) -> int:
         n = {"sae_train": self.sae_train_tokens, "audit": self.audit_tokens, "heldout": self.heldout_tokens}[split]
@@ -62,16 +71,18 @@ class TokenBudget:
 
 @dataclass(frozen=True)
 class CorpusConfig:
-    source: str = "pydoc"
-    paths: tuple = ()
-    name: str | None = None
-    split: str = "train"
-    column: str = "text"
-    n_tokens: int = 16384
-    sae_train_tokens: int = 32768
-    context_length: int = 128
-    prepend_bos: bool = True
-    seed: int = 0
+    """Where the text comes from and how much of it each split takes (corpus)."""
+
+    source: str = "pydoc"  # pydoc (CPython's help topics) | text_files | hf_dataset
+    paths: tuple = ()  # text files, for source text_files
+    name: str | None = None  # dataset id, for source hf_dataset
+    split: str = "train"  # dataset split, for source hf_dataset
+    column: str = "text"  # dataset text column, for source hf_dataset
+    n_tokens: int = 16384  # audit tokens
+    sae_train_tokens: int = 32768  # SAE training tokens (used only when the workflow trains one)
+    context_length: int = 128  # tokens per sequence, BOS included
+    prepend_bos: bool = True  # BOS first in every sequence (match the SAE's training)
+    seed: int = 0  # shuffles sequences before the split
 
     def __post_init__(self):
         if self.source == "text_files" and not self.paths:
@@ -82,24 +93,28 @@ class CorpusConfig:
 
 @dataclass(frozen=True)
 class SaeConfig:
-    source: str = "train"
-    path: str | None = None
-    release: str | None = None
-    id: str | None = None
-    train: SaeTraining = field(default_factory=SaeTraining)
+    """The frozen SAE every variant is encoded with (models.<name>.sae)."""
+
+    source: str = "train"  # train | disk (a folder saved by SAELens) | saelens (a pretrained release)
+    path: str | None = None  # folder, for source disk
+    release: str | None = None  # SAELens release, for source saelens
+    id: str | None = None  # SAE id within the release, for source saelens
+    train: SaeTraining = field(default_factory=SaeTraining)  # for source train
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str
-    source: str
-    path: str
-    hook: str
+    """One audited model (models.<name>)."""
+
+    name: str  # the key under models: (results/<name>/...)
+    source: str  # gguf | hf
+    path: str  # GGUF file, package:<pkg>/<file>, transformers folder or hub id
+    hook: str  # SAE hook, TransformerLens name: blocks.<L>.hook_resid_post etc.
     sae: SaeConfig
-    dtype: str = "auto"
-    batch_size: int = 16
-    exclude_bos: bool = True
-    center: bool | None = None  # None: follow the SAE's metadata
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16
+    batch_size: int = 16  # sequences per forward when capturing activations
+    exclude_bos: bool = True  # leave the BOS position out of the audit (it is an outlier)
+    center: bool | None = None  # subtract each token's mean activation; None: as the SAE's metadata says
 
     def __post_init__(self):
         key = f"models.{self.name}.sae"
@@ -111,9 +126,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class QuantizationConfig:
-    bits: tuple = (8, 7, 6, 5, 4)
-    group_size: int | None = None
-    symmetric: bool = True
+    """Round-to-nearest weight quantization variants (quantization)."""
+
+    bits: tuple = (8, 7, 6, 5, 4)  # one variant per bit-width
+    group_size: int | None = None  # scales per group of this many input columns; None: per output channel
+    symmetric: bool = True  # symmetric (no zero point) or asymmetric
 
     def __post_init__(self):
         for b in self.bits:
@@ -125,12 +142,14 @@ class QuantizationConfig:
 
 @dataclass(frozen=True)
 class PruningConfig:
-    sparsity: tuple = (0.1, 0.3, 0.5)
-    scope: str = "layer"
-    match: bool = True
-    match_tolerance: float = 0.01
-    match_tokens: int = 2048
-    max_sparsity: float = 0.95
+    """Magnitude-pruning variants and the matched-perplexity search (pruning)."""
+
+    sparsity: tuple = (0.1, 0.3, 0.5)  # one variant per sparsity
+    scope: str = "layer"  # layer (threshold per matrix) | global (one threshold for all block weights)
+    match: bool = True  # find, per RTN variant, the sparsity with the same perplexity
+    match_tolerance: float = 0.01  # relative perplexity tolerance of the match
+    match_tokens: int = 2048  # held-out tokens scored per step of the search
+    max_sparsity: float = 0.95  # upper end of the search
 
     def __post_init__(self):
         for s in self.sparsity:
@@ -139,32 +158,83 @@ class PruningConfig:
     def variants(self) -> list[Variant]:
         return [Variant("magnitude", sparsity=float(s), scope=self.scope) for s in self.sparsity]
 
+    def search(self) -> MatchSearch:
+        return MatchSearch(self.scope, self.match_tolerance, self.match_tokens, self.max_sparsity)
+
+
+@dataclass(frozen=True)
+class MatchSearch:
+    """What the matched-pruning search needs of `pruning` (not the list of sparsities)."""
+
+    scope: str
+    tolerance: float
+    n_tokens: int
+    max_sparsity: float
+
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    n_tokens: int = 4096
-    window: int | None = None  # default: the corpus context length
-    stride: int | None = None  # default: half the window
-    batch_size: int = 8
+    """Task metrics on held-out tokens (evaluation)."""
+
+    n_tokens: int = 4096  # held-out tokens
+    window: int | None = None  # sliding-window perplexity window; None: the context length
+    stride: int | None = None  # sliding-window stride; None: half the window
+    batch_size: int = 8  # sequences per forward
 
 
 @dataclass(frozen=True)
 class PredictabilityConfig:
-    folds: int = 5
-    seed: int = 0
+    """Cross-validated prediction of survival from FP statistics (predictability)."""
+
+    folds: int = 5  # stratified CV folds
+    seed: int = 0  # fold shuffling
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    min_survived: float = 0.5
-    max_damaged: float = 0.2
+    """Deployment gate thresholds (gate)."""
+
+    min_survived: float = 0.5  # fraction of FP-active features that must survive
+    max_damaged: float = 0.2  # fraction that may be damaged
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the reference model is loaded from (the tokens and reference_model rules)."""
+
+    name: str  # the model's key, for error messages
+    source: str
+    path: str
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """How a model job loads and runs the reference: what every model rule passes on."""
+
+    name: str  # the model's key, for error messages
+    dtype: str
+    device: str
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    """What capturing activations at the SAE's hook needs (the sae and capture rules)."""
+
+    hook: str
+    batch_size: int
+    exclude_bos: bool
+    center: bool | None
+    prepend_bos: bool
 
 
 @dataclass(frozen=True)
 class AuditConfig:
+    """The whole config.yaml. The Snakefile hands each rule only the views it uses (the
+    methods below), as params: a setting a rule reads is therefore one of its rerun triggers."""
+
     models: dict
-    results: str = "results"
-    device: str = "auto"
+    results: str = "results"  # folder every output goes to
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
@@ -179,6 +249,18 @@ class AuditConfig:
         return TokenBudget(c.context_length, c.n_tokens, self.evaluation.n_tokens,
                            c.sae_train_tokens if trains else 0, c.prepend_bos, c.seed)
 
+    def model_source(self, model: str) -> ModelSource:
+        m = self.models[model]
+        return ModelSource(model, m.source, m.path)
+
+    def model_run(self, model: str) -> ModelRun:
+        m = self.models[model]
+        return ModelRun(model, m.dtype, self.device)
+
+    def capture_settings(self, model: str) -> CaptureSettings:
+        m = self.models[model]
+        return CaptureSettings(m.hook, m.batch_size, m.exclude_bos, m.center, self.corpus.prepend_bos)
+
     def variants(self) -> list[str]:
         """Every variant name, in the order figures and the summary list them."""
         names = ["fp"] + [v.name for v in self.quantization.variants()] + [v.name for v in self.pruning.variants()]
@@ -188,6 +270,25 @@ class AuditConfig:
 
     def quantized(self) -> list[str]:
         return [v.name for v in self.quantization.variants()]
+
+
+def as_params(settings) -> dict:
+    """A settings dataclass as a plain dict: what Snakemake can record and compare as a param
+    (it silently ignores params it cannot repr, dataclasses among them)."""
+    return asdict(settings)
+
+
+def from_params(cls, raw: dict):
+    """Rebuild a settings dataclass from `as_params`'s dict (nested dataclasses included)."""
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in raw:
+            value = raw[f.name]
+            if is_dataclass(hints[f.name]) and isinstance(value, dict):
+                value = from_params(hints[f.name], value)
+            kwargs[f.name] = value
+    return cls(**kwargs)
 
 
 def validate_schema(raw: dict) -> None:
@@ -239,10 +340,3 @@ def load_config(raw: dict) -> AuditConfig:
         gate=_build(GateConfig, raw.get("gate")),
     )
 
-
-def load_config_file(path) -> AuditConfig:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise AuditError(f"could not read config {path}: {e}") from None
-    return load_config(raw or {})

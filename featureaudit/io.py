@@ -9,9 +9,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from .errors import AuditError
 
 
@@ -64,19 +61,29 @@ def read_json(path) -> dict:
         raise AuditError(f"{path} is unreadable ({_first_line(e)}); delete it and rerun to recompute it") from None
 
 
-def write_table(table: pa.Table, path) -> None:
+# pyarrow is imported where it is used: the Snakefile imports this module (through
+# preflight) on every start, and needs none of it.
+def write_table(table, path) -> None:
+    import pyarrow.parquet as pq
+
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, write_page_checksum=True)
 
 
-def read_table(path, columns=None) -> pa.Table:
+def read_table(path, columns=None):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         return pq.read_table(path, columns=columns, page_checksum_verification=True)
     except (OSError, pa.ArrowException) as e:
         raise AuditError(f"{path} is corrupt or unreadable ({_first_line(e)}); delete it and rerun to recompute it") from None
 
 
-def open_parquet(path) -> pq.ParquetFile:
+def open_parquet(path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         return pq.ParquetFile(path, page_checksum_verification=True)
     except (OSError, pa.ArrowException) as e:

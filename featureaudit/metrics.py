@@ -1,13 +1,20 @@
 """Task metrics on held-out tokens: perplexity (per-sequence and sliding-window), and how far a
-variant's next-token distribution moves from the FP model's (KL, top-1 agreement)."""
+variant's next-token distribution moves from the FP model's (KL, top-1 agreement).
+`write_metrics` is the body of the `metrics` rule."""
 
 from __future__ import annotations
 
 import math
-import sys
 
 import torch
 import torch.nn.functional as F
+
+from .compression import build_variant
+from .config import EvaluationConfig, ModelRun
+from .io import read_json, write_json
+from .models import load_reference
+from .progress import log, progress_bar
+from .tokens import read_tokens
 
 
 def _device(model):
@@ -62,12 +69,14 @@ def sliding_perplexity(model, stream: torch.Tensor, window: int, stride: int, ba
 
 
 @torch.no_grad()
-def compare_to_fp(fp_model, variant_model, input_ids: torch.Tensor, batch_size: int = 8, progress: bool = False) -> dict:
+def compare_to_fp(fp_model, variant_model, input_ids: torch.Tensor, batch_size: int = 8,
+                  progress: bool = False) -> dict:
     """Perplexity of both, KL(P_fp || P_variant) per token, and top-1 agreement, in one pass."""
     device = _device(variant_model)
     nll_fp = nll_var = kl = agree = 0.0
     count = 0
-    for s in range(0, len(input_ids), batch_size):
+    starts = range(0, len(input_ids), batch_size)
+    for s in progress_bar(starts, desc="metrics", unit="batch", enabled=progress):
         ids = input_ids[s : s + batch_size].to(device)
         lp_fp = F.log_softmax(fp_model(input_ids=ids, use_cache=False).logits.float()[:, :-1], -1)
         if variant_model is fp_model:
@@ -80,10 +89,6 @@ def compare_to_fp(fp_model, variant_model, input_ids: torch.Tensor, batch_size: 
         kl += (lp_fp.exp() * (lp_fp - lp_var)).sum().item()
         agree += (lp_fp.argmax(-1) == lp_var.argmax(-1)).sum().item()
         count += targets.numel()
-        if progress:
-            print(f"\rmetrics: {min(s + batch_size, len(input_ids))}/{len(input_ids)} sequences", file=sys.stderr, end="", flush=True)
-    if progress:
-        print(file=sys.stderr)
     return {
         "perplexity": math.exp(nll_var / count),
         "fp_perplexity": math.exp(nll_fp / count),
@@ -91,3 +96,28 @@ def compare_to_fp(fp_model, variant_model, input_ids: torch.Tensor, batch_size: 
         "top1_agreement": agree / count,
         "n_tokens": count,
     }
+
+
+def heldout_stream(ids: torch.Tensor, has_bos: bool) -> torch.Tensor:
+    """The held-out sequences are consecutive corpus text: join their bodies into one stream."""
+    body = ids[:, 1:] if has_bos else ids
+    stream = body.reshape(-1)
+    return torch.cat([ids[:1, 0], stream]) if has_bos else stream
+
+
+def write_metrics(variant: str, run: ModelRun, evaluation: EvaluationConfig, prepend_bos: bool, pruning_scope: str,
+                  tokens_path, ref_dir, out_path, matched_json=None) -> None:
+    """The `metrics` rule: perplexities of the variant, KL and top-1 agreement against FP."""
+    fp, _ = load_reference(ref_dir, run)
+    lm = build_variant(fp, variant, pruning_scope, matched_json)
+    ids = read_tokens(tokens_path, "heldout")
+    e = evaluation
+    result = compare_to_fp(fp, lm, ids, e.batch_size, progress=True)
+    window = e.window or ids.shape[1]
+    stride = e.stride or max(window // 2, 1)
+    result["perplexity_sliding"] = sliding_perplexity(lm, heldout_stream(ids, prepend_bos), window, stride, e.batch_size)
+    result.update(variant=variant, window=window, stride=stride)
+    if matched_json:
+        result["matched_sparsity"] = read_json(matched_json)["matched_sparsity"]
+    write_json(result, out_path)
+    log(f"metrics {variant}: perplexity {result['perplexity']:.3f} (FP {result['fp_perplexity']:.3f})")

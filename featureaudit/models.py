@@ -1,4 +1,5 @@
-"""Loading the reference (full-precision) model and its tokenizer.
+"""The reference (full-precision) model: loading it and its tokenizer, and the
+`reference_model` rule, which checks once that it loads and records where it came from.
 
 Sources:
   gguf  a GGUF file (path, or `package:<pkg>/<file>` for a file inside an installed package);
@@ -10,10 +11,16 @@ Sources:
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
+from .architecture import hidden_size, n_layers
+from .config import ModelRun, ModelSource
 from .errors import AuditError
+from .io import atomic_dir, read_json
+from .progress import log
 
 
 def resolve_path(path: str) -> str:
@@ -41,26 +48,46 @@ def unsupported_gguf(e: Exception, name: str) -> AuditError:
     )
 
 
-def load_model(source: str, path: str, dtype=None, device="cpu", name: str = "<name>"):
-    """(model, tokenizer) in eval mode on `device`; dtype defaults to float32.
-    (torch is imported here, not at the top: preflight uses this module's path helpers.)"""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    kwargs = {"dtype": dtype or torch.float32}
+def _where(source: str, path: str, name: str) -> tuple[str, dict]:
+    """(folder, extra from_pretrained kwargs) for a model source."""
     if source == "gguf":
         file = Path(resolve_path(path))
         if not file.is_file():
             raise AuditError(f"models.{name}.path: GGUF file {file} does not exist")
-        kwargs["gguf_file"] = file.name
-        where = str(file.parent)
-    elif source == "hf":
-        where = resolve_path(path)
-    else:
-        raise AuditError(f"models.{name}.source must be gguf or hf, got {source!r}")
+        return str(file.parent), {"gguf_file": file.name}
+    if source == "hf":
+        return resolve_path(path), {}
+    raise AuditError(f"models.{name}.source must be gguf or hf, got {source!r}")
+
+
+def load_tokenizer(source: str, path: str, name: str = "<name>"):
+    from transformers import AutoTokenizer
+
+    where, extra = _where(source, path, name)
+    with _load_errors(source, where, name):
+        return AutoTokenizer.from_pretrained(where, **extra)
+
+
+def load_model(source: str, path: str, dtype=None, device="cpu", name: str = "<name>"):
+    """(model, tokenizer) in eval mode on `device`; dtype defaults to float32.
+    (torch is imported here, not at the top: preflight uses this module's path helpers.)"""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(source, path, name)
+    where, extra = _where(source, path, name)
+    with _load_errors(source, where, name):
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype or torch.float32, **extra)
+    model.to(device).eval()
+    model.requires_grad_(False)
+    return model, tokenizer
+
+
+@contextmanager
+def _load_errors(source: str, where: str, name: str):
+    """transformers' loading errors as one line naming the config key to change."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where, **({"gguf_file": kwargs["gguf_file"]} if "gguf_file" in kwargs else {}))
-        model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+        yield
     except ValueError as e:
         if "not supported" in str(e) and source == "gguf":
             raise unsupported_gguf(e, name) from None
@@ -72,6 +99,29 @@ def load_model(source: str, path: str, dtype=None, device="cpu", name: str = "<n
                 f"download it where you have access and set models.{name}.path to the local folder"
             ) from None
         raise AuditError(f"models.{name}.path: could not load {where} ({str(e).splitlines()[0]})") from None
-    model.to(device).eval()
-    model.requires_grad_(False)
-    return model, tokenizer
+
+
+# --------------------------------------------------------------------------- the rule
+
+POINTER = "featureaudit-reference.json"
+
+
+def make_reference(source: ModelSource, out_dir) -> None:
+    """Load the reference once (a broken path or hub id fails here, early) and record where it
+    came from and its shape; every later job loads it the same way (a GGUF file loads in seconds)."""
+    import torch
+
+    lm, _ = load_model(source.source, source.path, torch.float32, "cpu", name=source.name)
+    shape = {"n_layers": n_layers(lm), "d_model": hidden_size(lm), "n_params": sum(p.numel() for p in lm.parameters())}
+    with atomic_dir(out_dir) as tmp:
+        (Path(tmp) / POINTER).write_text(json.dumps({"source": source.source, "path": source.path, **shape}))
+    log(f"reference {source.name}: {shape}")
+
+
+def load_reference(ref_dir, run: ModelRun):
+    """(model, tokenizer) as recorded by `make_reference`, on the run's device and dtype."""
+    from .device import resolve_device, resolve_dtype
+
+    pointer = read_json(Path(ref_dir) / POINTER)
+    device = resolve_device(run.device)
+    return load_model(pointer["source"], pointer["path"], resolve_dtype(run.dtype, device), device, name=run.name)

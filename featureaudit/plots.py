@@ -1,8 +1,8 @@
-"""Figures a person reads: one function per figure, all from the summary and survival tables."""
+"""Figures a person reads: one function per figure, all from the summary and survival tables.
+`make_figures` is the body of the `figures` rule."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .io import atomic_path, read_table  # noqa: E402
+from .io import atomic_path, read_json, read_table  # noqa: E402
 from .outputs import FIGURES  # noqa: E402
 
 COLORS = {"survived": "#2a9d8f", "blurred": "#e9c46a", "damaged": "#e76f51"}
@@ -116,11 +116,12 @@ def _empty(title: str):
     return fig
 
 
-def make_figures(summary_csv, variants, survival_paths, predict_paths, quantized, overlap_paths, outputs, thresholds=None):
+def make_figures(summary_csv, variants, survival_paths, predict_paths, quantized, overlap_paths, outputs) -> None:
+    """The `figures` rule: every figure in FIGURES, as each of the requested output files."""
     summary = pd.read_csv(summary_csv)
     tables = {v: read_table(p, columns=["r", "status"]).to_pandas() for v, p in zip(variants, survival_paths) if v != "fp"}
-    preds = {v: json.loads(Path(p).read_text()) for v, p in zip(variants, predict_paths) if v != "fp"}
-    overlaps = {q: json.loads(Path(p).read_text()) for q, p in zip(quantized, overlap_paths)}
+    preds = {v: read_json(p) for v, p in zip(variants, predict_paths) if v != "fp"}
+    overlaps = {q: read_json(p) for q, p in zip(quantized, overlap_paths)}
     builders = {
         "survival_by_bits": lambda: survival_by_bits(summary) if (summary.kind == "rtn").any() else _empty("survival"),
         "perplexity_vs_damage": lambda: perplexity_vs_damage(summary),

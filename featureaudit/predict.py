@@ -3,7 +3,7 @@
 Stratified k-fold cross-validated ROC AUC of a logistic regression (on standardised log
 statistics) predicting survived vs not, over FP-active features; plus each statistic's own
 (marginal) AUC, which needs no fitting. Where a class is too small for k folds the result
-records why instead of a number.
+records why instead of a number. `write_predictability` is the body of the `predictability` rule.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .config import PredictabilityConfig
+from .io import read_table, write_json
 from .statistics import PREDICTORS
 
 
@@ -44,3 +46,9 @@ def predictability(table: pd.DataFrame, folds: int = 5, seed: int = 0) -> dict:
     scores = cross_val_score(model, _design(active), y, cv=cv, scoring="roc_auc")
     out.update(auc=float(scores.mean()), auc_std=float(scores.std()), fold_auc=[float(s) for s in scores], reason=None)
     return out
+
+
+def write_predictability(survival_path, out_path, settings: PredictabilityConfig) -> None:
+    """The `predictability` rule: one variant's survival table -> AUCs (JSON)."""
+    table = read_table(survival_path).to_pandas()
+    write_json(predictability(table, settings.folds, settings.seed), out_path)

@@ -9,9 +9,11 @@ import os
 import re
 from pathlib import Path
 
-from .hooks import parse_hook
+from .architecture import config_value, hidden_size, n_layers
 from .errors import AuditError
+from .hooks import parse_hook
 from .models import resolve_path, unsupported_gguf
+from .sae import check_hook, check_width, saved_sae_metadata
 
 
 def model_shape(source: str, path: str, name: str = "<name>") -> dict | None:
@@ -37,10 +39,9 @@ def model_shape(source: str, path: str, name: str = "<name>") -> dict | None:
         raise AuditError(f"{where} has no config.json; point models.<name>.path at a transformers model folder")
     else:
         return None
-    cfg = cfg.get("text_config") or cfg
-    d, L = int(cfg["hidden_size"]), int(cfg["num_hidden_layers"])
-    ffn = int(cfg.get("intermediate_size") or 4 * d)
-    n_params = L * (4 * d * d + 3 * d * ffn) + 2 * int(cfg["vocab_size"]) * d
+    d, L = hidden_size(cfg), n_layers(cfg)
+    ffn = int(config_value(cfg, "intermediate_size") or 4 * d)
+    n_params = L * (4 * d * d + 3 * d * ffn) + 2 * int(config_value(cfg, "vocab_size")) * d
     return {"n_layers": L, "d_model": d, "n_params": n_params}
 
 
@@ -60,17 +61,11 @@ def preflight(cfg) -> dict:
             raise AuditError(f"models.{name}: {e}") from None
         parse_hook(m.hook, shape["n_layers"] if shape else None)
         if shape and m.sae.source == "disk":
-            cfg_json = Path(m.sae.path) / "cfg.json"
-            if not cfg_json.exists():
-                raise AuditError(f"models.{name}.sae.path: {m.sae.path} is not a folder saved by SAELens (no cfg.json)")
-            sae_cfg = json.loads(cfg_json.read_text())
-            if int(sae_cfg["d_in"]) != shape["d_model"]:
-                raise AuditError(
-                    f"models.{name}.sae: SAE d_in is {sae_cfg['d_in']} but {m.hook} has width {shape['d_model']}; "
-                    "use an SAE trained on this model and hook"
-                )
-            hook = sae_cfg.get("hook_name") or (sae_cfg.get("metadata") or {}).get("hook_name")
-            if hook and hook != m.hook:
-                raise AuditError(f"models.{name}.hook is {m.hook} but the SAE was trained at {hook}; make them agree")
+            meta = saved_sae_metadata(m.sae.path, key=f"models.{name}.sae.path")
+            try:
+                check_width(meta["d_in"], shape["d_model"], f"the activation at {m.hook}")
+            except AuditError as e:
+                raise AuditError(f"models.{name}.sae: {e}") from None
+            check_hook(meta["hook_name"], m.hook, name)
         shapes[name] = shape or guess_shape(m.path)
     return shapes

@@ -20,7 +20,7 @@ import math
 
 __all__ = ["STAGES", "estimate_resources"]
 
-STAGES = ("capture", "encode", "metrics", "match_pruning", "train_sae", "table")
+STAGES = ("capture", "encode", "metrics", "match_pruning", "train_sae")
 
 MIB = 2**20
 
@@ -40,12 +40,6 @@ BYTES_PER_CODE = 8
 TRAIN_COPIES = 4
 #: Effective FLOP/s of the bulk of each stage, by device (measured anchors, rounded down).
 FLOPS = {"cpu": 1e11, "cuda": 1e14}
-#: Single-core numpy/BLAS-level throughput of the small table jobs (they run on CPU).
-TABLE_FLOPS = 1e10
-#: Sparse codes held as a pandas frame by a table job (int64 token, int64 feature, float64
-#: value), and how many such entries pandas joins/groups per second.
-BYTES_PER_CODE_ROW = 24
-TABLE_ROWS_PER_S = 1e7
 #: Matching pruning to a quantized variant bisects over sparsity: about this many
 #: quantize/prune + evaluation passes over the tokens.
 MATCH_PRUNING_STEPS = 8
@@ -75,8 +69,8 @@ def estimate_resources(
     n_params : total parameters of the audited model (Pythia-70M: 7e7, Gemma-2-2B: 2.6e9).
     d_model : residual-stream width at the hooked layer (512, 2304).
     n_tokens : tokens the job processes (captured, encoded, evaluated or trained on).
-    stage : one of ``STAGES``; ``"table"`` covers the small per-variant table rules
-        (survival, predictability, overlap, ...).
+    stage : one of ``STAGES`` (the small table rules, survival and after, use the profile's
+        default requests).
     attempt : Snakemake's ``attempt`` (1 on the first try). Both requests grow linearly
         with it, so a job killed for memory or time gets more on each retry.
     d_sae : SAE width (number of features); default ``DEFAULT_EXPANSION * d_model``.
@@ -91,10 +85,7 @@ def estimate_resources(
       writing, ``encode`` and ``train_sae`` read them back in full;
     * ``sae`` = ``2 * d_model * d_sae * 4 B`` (encoder + decoder): ``encode`` holds it,
       ``train_sae`` holds it ``TRAIN_COPIES`` times (grads and Adam moments);
-    * ``codes`` = ``n_tokens * TOPK * 8 B``: the sparse feature codes ``encode`` writes;
-    * ``table``: the FP and the variant codes as pandas frames
-      (``2 * n_tokens * TOPK * 24 B``) and a ``d_sae x d_sae`` fp32 similarity matrix
-      between two feature dictionaries (the largest object a feature-matching table builds).
+    * ``codes`` = ``n_tokens * TOPK * 8 B``: the sparse feature codes ``encode`` writes.
 
     Wall-time terms (seconds), each FLOPs / throughput:
 
@@ -103,8 +94,6 @@ def estimate_resources(
       (``MATCH_PRUNING_STEPS`` times);
     * SAE encode ``2 * d_model * d_sae * n_tokens``; SAE training six times that per
       token (forward + backward through encoder and decoder);
-    * ``table``: ``2 * d_sae**2 * d_model`` for the similarity matrix at ``TABLE_FLOPS``,
-      plus joining/grouping ``2 * n_tokens * TOPK`` code rows at ``TABLE_ROWS_PER_S``;
     * plus ``BASE_MINUTES`` and ``LOAD_MINUTES_PER_GPARAM`` for stages that load weights.
 
     Returns ``{"mem_mb": int, "runtime": int}`` (runtime in minutes, as SLURM's ``-t``).
@@ -137,13 +126,8 @@ def estimate_resources(
         mem, seconds, loads = 2 * weights, MATCH_PRUNING_STEPS * forward_s, True
     elif stage == "encode":
         mem, seconds, loads = activations + sae + codes, encode_s, False
-    elif stage == "train_sae":
+    else:  # train_sae
         mem, seconds, loads = activations + TRAIN_COPIES * sae, 6 * encode_s, False
-    else:  # table
-        rows = 2 * n_tokens * TOPK
-        mem = rows * BYTES_PER_CODE_ROW / MIB + d_sae * d_sae * 4 / MIB
-        seconds = 2 * d_sae * d_sae * d_model / TABLE_FLOPS + rows / TABLE_ROWS_PER_S
-        loads = False
 
     mem_mb = math.ceil(MEM_SAFETY * (OVERHEAD_MB + mem)) * attempt
     minutes = BASE_MINUTES + (load_min if loads else 0.0) + seconds / 60

@@ -1,4 +1,10 @@
-"""Glue between a Snakemake `script:` and a step: log file, threads, one-line errors."""
+"""Glue between a Snakemake `script:` and a stage: threads, the rule's log, one-line errors.
+
+Each script in workflow/scripts reads its settings from `snakemake.params` (nothing from the
+global config: a setting a rule uses is then always one of its rerun triggers) and calls
+
+    run_step(snakemake, stage_function, arg, ...)
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,15 @@ import sys
 import traceback
 
 
-class _Tee:
+class _LogStream:
+    """Writes to the console and the rule's log; progress redraws (carriage returns) become
+    lines of their own, since neither a log file nor Snakemake's shared console is a terminal."""
+
     def __init__(self, *streams):
         self.streams = streams
 
     def write(self, s):
+        s = s.replace("\r", "\n").replace("\n\n", "\n")
         for st in self.streams:
             st.write(s)
             st.flush()
@@ -19,21 +29,23 @@ class _Tee:
         for st in self.streams:
             st.flush()
 
+    def isatty(self):
+        return False
+
 
 def run_step(snakemake, step, *args, **kwargs):
-    """Run `step(cfg, *args)` with progress going to the rule's log and the console."""
+    """Run `step(*args, **kwargs)` with the rule's threads, its output going to the rule's log
+    and the console; an AuditError ends the job with its one line, no traceback."""
     import torch
 
-    from .config import load_config
     from .errors import AuditError
 
     torch.set_num_threads(max(1, int(snakemake.threads)))
     log = open(snakemake.log[0], "w") if snakemake.log else None
     if log:
-        sys.stderr = _Tee(sys.__stderr__, log)
+        sys.stderr = _LogStream(sys.__stderr__, log)
     try:
-        cfg = load_config(snakemake.config)
-        return step(cfg, *args, **kwargs)
+        return step(*args, **kwargs)
     except AuditError as e:
         print(f"featureaudit: {e}", file=sys.stderr)
         sys.exit(1)
@@ -44,3 +56,4 @@ def run_step(snakemake, step, *args, **kwargs):
         if log:
             sys.stderr = sys.__stderr__
             log.close()
+

@@ -1,25 +1,23 @@
 """The frozen SAE: the fixed measurement basis every variant is encoded with.
 
-Three ways to get it, all ending in a folder SAELens can load (`SAE.load_from_disk`):
-  disk      a folder saved by SAELens (`sae.save_model` / `save_inference_model`)
-  saelens   a pretrained release (`SAE.from_pretrained`), see sae_pretrained.py
-  train     trained once on full-precision activations with SAELens's SAETrainer (TopK),
-            then only ever loaded
+Loading it (always from a folder SAELens saved: the `sae` rule puts one in results/<model>/sae,
+see sae_training.py), what it says about itself (SAELens metadata), and the checks that it fits
+the model. One place for each check: start-up (preflight, from a saved cfg.json) and the jobs
+(on the loaded SAE) use the same ones. Importing this module imports neither torch nor
+sae_lens (the Snakefile imports it on every start).
 """
 
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import torch
-
-from .config import SaeTraining
 from .errors import AuditError
 
 
 def load_sae(path, device="cpu"):
+    """The SAE in a folder saved by SAELens, in eval mode, gradients off."""
     from sae_lens import SAE
 
     path = Path(path)
@@ -34,90 +32,73 @@ def load_sae(path, device="cpu"):
     return sae
 
 
-def sae_metadata(sae) -> dict:
-    meta = sae.cfg.metadata
-    get = (lambda k: getattr(meta, k, None)) if not isinstance(meta, dict) else meta.get
+#: Keys of the dict `sae_metadata` returns.
+METADATA_KEYS = ("hook_name", "prepend_bos", "context_size", "model_name", "model_from_pretrained_kwargs",
+                 "d_in", "d_sae", "architecture")
+
+
+def sae_metadata(sae_or_cfg: Any) -> dict[str, Any]:
+    """The metadata the audit uses, as a plain dict (missing values are None).
+
+    Takes a loaded SAELens SAE, its `cfg`, or the dict of a saved `cfg.json`. SAELens 6 keeps
+    hook_name, prepend_bos, ... in `cfg.metadata`; older configs have them at the top level.
+    """
+    cfg = getattr(sae_or_cfg, "cfg", sae_or_cfg)
+    get = cfg.get if isinstance(cfg, dict) else (lambda k, d=None: getattr(cfg, k, d))
+    meta = get("metadata")
+
+    def value_of(key):
+        if meta is not None:
+            value = meta.get(key) if isinstance(meta, dict) else getattr(meta, key, None)
+            if value is not None:
+                return value
+        return get(key)
+
+    arch = get("architecture")
+    kwargs = value_of("model_from_pretrained_kwargs")
     return {
-        "hook_name": get("hook_name"),
-        "prepend_bos": get("prepend_bos"),
-        "context_size": get("context_size"),
-        "model_name": get("model_name"),
-        "model_from_pretrained_kwargs": get("model_from_pretrained_kwargs") or {},
-        "d_in": int(sae.cfg.d_in),
-        "d_sae": int(sae.cfg.d_sae),
+        "hook_name": value_of("hook_name"),
+        "prepend_bos": value_of("prepend_bos"),
+        "context_size": value_of("context_size"),
+        "model_name": value_of("model_name"),
+        "model_from_pretrained_kwargs": dict(kwargs) if kwargs is not None else None,
+        "d_in": int(get("d_in")) if get("d_in") is not None else None,
+        "d_sae": int(get("d_sae")) if get("d_sae") is not None else None,
+        "architecture": arch() if callable(arch) else arch,
     }
 
 
-def check_width(sae, d_model: int, hook_name: str) -> None:
-    if int(sae.cfg.d_in) != int(d_model):
-        raise AuditError(
-            f"SAE d_in is {sae.cfg.d_in} but the activation at {hook_name} has width {d_model}; "
-            "use an SAE trained on this model and hook"
-        )
+def saved_sae_metadata(folder: str | Path, key: str = "sae.path") -> dict[str, Any]:
+    """Metadata of a folder saved by SAELens, read from its cfg.json (no weights loaded)."""
+    cfg_json = Path(folder) / "cfg.json"
+    if not cfg_json.is_file():
+        raise AuditError(f"{key}: {folder} is not a folder saved by SAELens (no cfg.json)")
+    try:
+        return sae_metadata(json.loads(cfg_json.read_text()))
+    except (OSError, ValueError, TypeError) as e:
+        raise AuditError(f"{key}: {cfg_json} is unreadable ({type(e).__name__}); save the SAE again with SAELens") from None
+
+
+def check_width(d_in: int, width: int, where: str) -> None:
+    """The SAE reads vectors of the activations' width; `where` names them ("the activation
+    at blocks.3.hook_resid_post")."""
+    if int(d_in) != int(width):
+        raise AuditError(f"SAE d_in is {d_in} but {where} has width {width}; use an SAE trained on this model and hook")
+
+
+def check_hook(sae_hook: str | None, hook: str, model: str) -> None:
+    """The SAE was trained where the config says it reads (if its metadata says where)."""
+    if sae_hook and sae_hook != hook:
+        raise AuditError(f"models.{model}.hook is {hook} but the SAE was trained at {sae_hook}; make them agree")
+
+
+def check_bos(sae_prepend_bos: bool | None, prepend_bos: bool) -> None:
+    """An SAE trained without BOS tokens is not fed sequences that start with one."""
+    if sae_prepend_bos is False and prepend_bos:
+        raise AuditError("the SAE was trained without BOS tokens; set corpus.prepend_bos: false")
 
 
 def wants_centering(metadata: dict) -> bool:
     """SAELens SAEs trained on TransformerLens-processed models see mean-centred residuals."""
     kwargs = metadata.get("model_from_pretrained_kwargs") or {}
     return bool(kwargs.get("center_writing_weights", False))
-
-
-def train_sae(acts: np.ndarray, out_dir, hook_name: str, model_name: str, context_size: int,
-              prepend_bos: bool, cfg: SaeTraining = SaeTraining(), device="cpu", progress: bool = True):
-    """Train a TopK SAE on (n, d_in) activations with SAELens and save the inference model."""
-    from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
-    from sae_lens.config import SAETrainerConfig
-    from sae_lens.saes.sae import SAEMetadata
-
-    from .io import atomic_dir
-
-    if len(acts) < cfg.batch_size:
-        raise AuditError(
-            f"only {len(acts)} activations to train the SAE on, fewer than one batch of {cfg.batch_size}; "
-            "raise corpus.sae_train_tokens or lower sae.train.batch_size"
-        )
-    torch.manual_seed(cfg.seed)
-    d_in = acts.shape[1]
-    sae_cfg = TopKTrainingSAEConfig(
-        d_in=d_in, d_sae=cfg.d_sae, k=cfg.k, dtype="float32", device=str(device),
-        metadata=SAEMetadata(hook_name=hook_name, model_name=model_name, context_size=context_size,
-                             prepend_bos=prepend_bos),
-    )
-    sae = TopKTrainingSAE(sae_cfg)
-    data = torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32))
-    gen = torch.Generator().manual_seed(cfg.seed)
-
-    def batches():
-        for step in range(cfg.steps):
-            if progress and (step % 50 == 0 or step == cfg.steps - 1):
-                print(f"\rtrain SAE: step {step + 1}/{cfg.steps}", end="" if step < cfg.steps - 1 else "\n",
-                      file=sys.stderr, flush=True)
-            idx = torch.randint(0, len(data), (cfg.batch_size,), generator=gen)
-            yield data[idx].to(device)
-
-    trainer_cfg = SAETrainerConfig(
-        total_training_samples=cfg.steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size,
-        # Constant LR: on the default (24 K activations, 600 steps) it reached held-out FVU 0.23
-        # with 1 511 live features, against 0.35 and 751 for cosine annealing to lr/10 in 400 steps.
-        lr=cfg.lr, lr_end=cfg.lr, lr_scheduler_name="constant", device=str(device),
-        logger=LoggingConfig(log_to_wandb=False), dead_feature_window=max(cfg.steps // 4, 1),
-        feature_sampling_window=max(cfg.steps // 2, 1), n_batches_for_norm_estimate=1,
-    )
-    SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=batches()).fit()
-    with atomic_dir(out_dir) as tmp:
-        sae.save_inference_model(str(tmp))
-    return load_sae(out_dir, device)
-
-
-def fraction_variance_unexplained(sae, acts: np.ndarray, batch: int = 4096) -> float:
-    x = torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32))
-    err = tot = 0.0
-    mean = x.mean(0)
-    device = next(sae.parameters()).device
-    with torch.no_grad():
-        for s in range(0, len(x), batch):
-            xb = x[s : s + batch].to(device)
-            rec = sae.decode(sae.encode(xb)).cpu()
-            err += float(((rec - x[s : s + batch]) ** 2).sum())
-            tot += float(((x[s : s + batch] - mean) ** 2).sum())
-    return err / tot

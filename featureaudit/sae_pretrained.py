@@ -1,6 +1,6 @@
 """Load a SAELens *pretrained* SAE (a release in SAELens's ``pretrained_saes.yaml``).
 
-This is the code path a user takes with ``sae.source: pretrained``: SAELens maps
+This is the code path a user takes with ``sae.source: saelens``: SAELens maps
 ``(release, sae_id)`` to a Hugging Face repository and folder, picks the release's converter
 (``sae_lens`` for SAELens-format folders, ``gemma_2`` for Gemma Scope, ...), downloads the files
 with ``huggingface_hub.hf_hub_download`` and builds the SAE. Without hub access that ends in a
@@ -14,19 +14,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from featureaudit.errors import AuditError
-
-#: Keys of the metadata dict returned by :func:`load_pretrained_sae`.
-METADATA_KEYS = (
-    "hook_name",
-    "prepend_bos",
-    "context_size",
-    "model_name",
-    "model_from_pretrained_kwargs",
-    "d_in",
-    "d_sae",
-    "architecture",
-)
+from .errors import AuditError
+from .sae import sae_metadata
 
 _MAX_LISTED = 5
 
@@ -142,34 +131,6 @@ def check_release(release: str, sae_id: str, config_key: str | None = None) -> N
         )
 
 
-def sae_metadata(sae: Any) -> dict[str, Any]:
-    """The metadata the audit uses, as a plain dict (missing values are None)."""
-    cfg = sae.cfg
-    meta = getattr(cfg, "metadata", None)
-
-    def from_meta(key: str) -> Any:
-        if meta is None:
-            return getattr(cfg, key, None)
-        value = meta.get(key) if hasattr(meta, "get") else getattr(meta, key, None)
-        return value
-
-    out: dict[str, Any] = {
-        "hook_name": from_meta("hook_name"),
-        "prepend_bos": from_meta("prepend_bos"),
-        "context_size": from_meta("context_size"),
-        "model_name": from_meta("model_name"),
-        "model_from_pretrained_kwargs": from_meta("model_from_pretrained_kwargs"),
-        "d_in": getattr(cfg, "d_in", None),
-        "d_sae": getattr(cfg, "d_sae", None),
-    }
-    arch = getattr(cfg, "architecture", None)
-    out["architecture"] = arch() if callable(arch) else arch
-    kwargs = out["model_from_pretrained_kwargs"]
-    if kwargs is not None:
-        out["model_from_pretrained_kwargs"] = dict(kwargs)
-    return out
-
-
 def load_pretrained_sae(
     release: str,
     sae_id: str,
@@ -178,7 +139,7 @@ def load_pretrained_sae(
 ) -> tuple[Any, dict[str, Any]]:
     """Load ``SAE.from_pretrained(release, sae_id)`` and return ``(sae, metadata)``.
 
-    ``metadata`` has the keys in :data:`METADATA_KEYS`. An unknown release or sae_id, or any
+    ``metadata`` has the keys in :data:`featureaudit.sae.METADATA_KEYS`. An unknown release or sae_id, or any
     failure to fetch the files from the hub, raises :class:`AuditError` with a one-line
     message; ``config_key`` (the model's name in the audit config) is used in that message.
     """

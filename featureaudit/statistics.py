@@ -1,7 +1,7 @@
 """Per-feature statistics of the full-precision codes: the predictors of survival.
 
 All from one streaming pass over the FP codes (zeros implied for tokens a feature skips),
-plus the SAE's own weights.
+plus the SAE's own weights. `write_fp_statistics` is the body of the `fp_statistics` rule.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from .codes import Codes
+from .io import write_table
+from .sae import load_sae
 
 PREDICTORS = (
     "peak_activation",
@@ -48,3 +50,11 @@ def feature_statistics(fp_codes, sae) -> pd.DataFrame:
         "decoder_norm": w_dec.norm(dim=1).numpy().astype(np.float64),
         "encoder_norm": w_enc.norm(dim=0).numpy().astype(np.float64),
     })
+
+
+def write_fp_statistics(fp_codes, sae_dir, out_path) -> None:
+    """The `fp_statistics` rule: one row per feature, the predictors of survival."""
+    import pyarrow as pa
+
+    table = feature_statistics(fp_codes, load_sae(sae_dir, "cpu"))
+    write_table(pa.Table.from_pandas(table, preserve_index=False), out_path)

@@ -9,16 +9,20 @@ Among features active in FP (firing on >= active_min_tokens tokens):
   blurred   blurred_r <= r < survived_r
   damaged   r < blurred_r, or the variant never fires it
 Other features are `inactive`; those the variant makes active are counted as *born*.
+`write_survival` is the body of the `survival` rule.
 """
 
 from __future__ import annotations
 
+import json
 
 import numpy as np
 import pandas as pd
 
 from .codes import Codes, check_aligned
 from .config import Thresholds
+from .io import read_table, write_table
+from .progress import log
 
 STATUSES = ("survived", "blurred", "damaged", "inactive")
 
@@ -128,3 +132,14 @@ def fractions(table: pd.DataFrame) -> dict:
     for s in ("survived", "blurred", "damaged"):
         out[f"frac_{s}"] = float((active.status == s).sum() / n) if n else float("nan")
     return out
+
+
+def write_survival(fp_codes, variant_codes, stats_path, out_path, thresholds: Thresholds) -> None:
+    """The `survival` rule: per feature r, status and born, with the FP statistics beside them
+    (what predictability and the reader of the table need in one place)."""
+    import pyarrow as pa
+
+    table = survival_table(fp_codes, variant_codes, thresholds)
+    table = table.merge(read_table(stats_path).to_pandas(), on="feature", how="left")
+    write_table(pa.Table.from_pandas(table, preserve_index=False), out_path)
+    log("survival: " + json.dumps(fractions(table)))

@@ -6,6 +6,7 @@ The corpus is tokenized once, cut into sequences of `context_length` tokens (BOS
   audit      the tokens on which FP and variant SAE codes are compared (survival)
   heldout    the tokens for task metrics (perplexity, KL), never seen by SAE training
 Stored as parquet: one row per sequence, columns `input_ids` (list<int64>) and `split`.
+`make_tokens` is the body of the `tokens` rule.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from .config import TokenBudget
+from .config import CorpusConfig, ModelSource, TokenBudget
 from .errors import AuditError
 from .io import read_table, write_table
+from .models import load_tokenizer
+from .progress import log
 
 SPLITS = ("sae_train", "audit", "heldout")
 
@@ -114,3 +117,21 @@ def read_tokens(path, split: str) -> torch.Tensor:
     if not rows:
         raise AuditError(f"{path} has no sequences in split {split!r}; check the token budget in the config")
     return torch.tensor(rows, dtype=torch.long)
+
+
+def corpus_text(corpus: CorpusConfig, budget: TokenBudget) -> str:
+    if corpus.source == "pydoc":
+        return pydoc_text()
+    if corpus.source == "text_files":
+        return text_files(list(corpus.paths))
+    total = budget.audit_tokens + budget.heldout_tokens + budget.sae_train_tokens
+    # ~4 characters a token in English; twice that leaves room for short documents
+    return hf_dataset_text(corpus.name, corpus.split, corpus.column, max_chars=8 * total)
+
+
+def make_tokens(source: ModelSource, corpus: CorpusConfig, budget: TokenBudget, out_path) -> None:
+    """The `tokens` rule: tokenize the corpus with the model's tokenizer and write the splits."""
+    tokenizer = load_tokenizer(source.source, source.path, source.name)
+    splits = tokenize_to_sequences(corpus_text(corpus, budget), tokenizer, budget)
+    write_tokens(splits, out_path)
+    log("tokens: " + ", ".join(f"{k} {v.size}" for k, v in splits.items()))

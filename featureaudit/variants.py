@@ -57,8 +57,13 @@ def check_sparsity(sparsity) -> None:
         raise AuditError(f"pruning sparsity must be a number in [0, 1), got {sparsity!r}")
 
 
-_RTN = re.compile(r"^rtn-w(\d+)(?:-g(\d+))?(-asym)?$")
-_MAG = re.compile(r"^mag-(\d*\.?\d+)(-global)?$")
+# The one definition of the name grammar: the Snakefile's wildcard constraints are built from
+# these patterns, and parse_variant reads names with them.
+QUANTIZED_PATTERN = r"rtn-w(\d+)(?:-g(\d+))?(-asym)?"
+PRUNED_PATTERN = r"mag-(\d*\.?\d+)(-global)?"
+VARIANT_PATTERN = f"fp|{QUANTIZED_PATTERN}|{PRUNED_PATTERN}|match-{QUANTIZED_PATTERN}"
+_RTN = re.compile(f"^{QUANTIZED_PATTERN}$")
+_MAG = re.compile(f"^{PRUNED_PATTERN}$")
 
 
 def parse_variant(name: str) -> Variant:

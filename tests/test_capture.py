@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from featureaudit.architecture import decoder_layers
-from featureaudit.capture import (
-    HookCapture,
-    activation_width,
-    iter_activation_shards,
-    iter_activations,
-    write_activation_shards,
-)
+from featureaudit.capture import HookCapture, iter_activations, write_activation_shards
 from featureaudit.errors import AuditError
 from featureaudit.hooks import POINTS
+from featureaudit.shards import iter_activation_shards
 from tiny_models import ARCHS, N_LAYERS, VOCAB_SIZE, tl_model, tl_reference
 
 ATOL = 1e-5
@@ -204,7 +200,8 @@ def test_shards_round_trip(tiny, ids, tmp_path, exclude_bos):
     assert n == n_seq * (T - first)
     shards = list(iter_activation_shards(out))
     assert len(shards) > 1  # shard_tokens 20 < 45 tokens: several files
-    assert activation_width(out) == 64
+    for path in out.glob("shard-*.parquet"):  # pyarrow's own reading of the recorded width
+        assert pq.read_schema(path).metadata[b"d_in"] == b"64"
     tok = np.concatenate([t for t, _ in shards])
     acts = np.concatenate([a for _, a in shards])
     assert acts.dtype == np.float32 and acts.shape == (n, 64)
@@ -224,14 +221,14 @@ def test_failed_shard_write_raises_and_leaves_nothing(tiny, ids, tmp_path, monke
     and neither the output folder nor a temporary one is left behind."""
     import featureaudit.capture as capture_module
 
-    real = capture_module._write_shard
+    real = capture_module.write_shard
 
     def failing(path, *args):
         if path.name == "shard-00001.parquet":
             raise OSError("disk full")
         real(path, *args)
 
-    monkeypatch.setattr(capture_module, "_write_shard", failing)
+    monkeypatch.setattr(capture_module, "write_shard", failing)
     _, _, model, _ = tiny
     out = tmp_path / "acts"
     with pytest.raises(OSError, match="disk full"):

@@ -216,9 +216,9 @@ def test_sparse_encode_batches_agree(saes):
 
 def test_check_width_names_both_widths(saes):
     sae, _ = saes["topk"]
-    check_width(sae, D_IN, HOOK)  # matching width: fine
+    check_width(sae.cfg.d_in, D_IN, HOOK)  # matching width: fine
     with pytest.raises(AuditError) as e:
-        check_width(sae, 576, HOOK)
+        check_width(sae.cfg.d_in, 576, HOOK)
     msg = first_line_only(e)
     assert "64" in msg and "576" in msg
 

@@ -10,7 +10,8 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import jaccard_score, roc_auc_score
 
-from featureaudit.overlap import match_sparsity, overlap
+from featureaudit.matching import match_sparsity
+from featureaudit.overlap import overlap
 from featureaudit.predict import predictability
 from featureaudit.statistics import PREDICTORS
 

@@ -9,9 +9,10 @@ rule capture:
     log:
         "logs/{model}/capture/{variant}.log",
     params:
-        model=model_params,
-        scope=CFG.pruning.scope,
-        code=library_code("capture", "compression", "architecture", "models"),
+        run=get_run,
+        capture=get_capture_settings,
+        pruning_scope=CFG.pruning.scope,
+        code=script_code("capture"),
     threads: HEAVY_THREADS
     resources:
         mem_mb=mem_mb("capture"),
@@ -32,7 +33,8 @@ rule encode:
     log:
         "logs/{model}/encode/{variant}.log",
     params:
-        code=library_code("codes", "sae"),
+        device=CFG.device,
+        code=script_code("encode"),
     threads: HEAVY_THREADS
     resources:
         mem_mb=mem_mb("encode"),

@@ -1,25 +1,27 @@
-# Config loading and every input function, in one place.
-import hashlib
+# Config loading, every input and params function, and each rule's rerun triggers.
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from featureaudit.config import load_config
+from featureaudit.closure import closure_hash
+from featureaudit.config import as_params, load_config
 from featureaudit.errors import AuditError
 from featureaudit.outputs import FIGURES
 from featureaudit.preflight import preflight
+from featureaudit.variants import QUANTIZED_PATTERN, VARIANT_PATTERN
 
 if not config:
-    sys.exit("featureaudit: no config given; pass --configfile config.yaml (or use --profile profiles/default)")
+    sys.exit(
+        "featureaudit: no config given; pass --configfile config.yaml (or use --profile profiles/default)"
+    )
 try:
+    # load_config validates against workflow/schemas/config.schema.yaml (one-line errors
+    # naming the key), then builds the typed config; preflight checks the models and SAEs.
     CFG = load_config(config)
     SHAPES = preflight(CFG)
 except AuditError as e:
     sys.exit(f"featureaudit: {e}")
-validate(config, "../schemas/config.schema.yaml")
 
 R = CFG.results
 MODELS = list(CFG.models)
@@ -31,28 +33,39 @@ ENV = "../../envs/featureaudit.yaml"
 HEAVY_THREADS = max(1, (workflow.cores or 2) // 2)
 
 
-def library_code(*modules):
-    """Hash of the library modules behind a step. Snakemake tracks a script but not
-    what it imports, so this param makes a change of library code rerun the rules it affects."""
-    h = hashlib.sha256()
-    for m in ("__init__", "config", "io", "steps", "errors", "variants", "hooks", "outputs") + modules:
-        h.update((Path(workflow.basedir) / "featureaudit" / f"{m}.py").read_bytes())
-    return h.hexdigest()[:16]
+# --------------------------------------------------------------------------- rerun triggers
+# Settings reach a rule only through its params (the scripts read nothing else of the config),
+# so a changed setting reruns exactly the rules that read it. Library code reaches a rule
+# through its script's imports: `code` hashes the import closure (featureaudit/closure.py).
 
 
-def model_params(wildcards):
-    m = CFG.models[wildcards.model]
-    return {"source": m.source, "path": m.path, "hook": m.hook, "dtype": m.dtype, "device": CFG.device,
-            "exclude_bos": m.exclude_bos, "center": m.center}
+def script_code(script):
+    """Hash of the featureaudit modules workflow/scripts/<script>.py runs."""
+    base = Path(workflow.basedir)
+    return closure_hash(base / "workflow" / "scripts" / f"{script}.py", base / "featureaudit")
 
 
-def corpus_params(wildcards):
-    return {"corpus": config.get("corpus", {}), "heldout_tokens": CFG.evaluation.n_tokens,
-            "sae_source": CFG.models[wildcards.model].sae.source}
+def get_source(wildcards):
+    return as_params(CFG.model_source(wildcards.model))
 
 
-def sae_params(wildcards):
-    return config["models"][wildcards.model]["sae"]
+def get_run(wildcards):
+    return as_params(CFG.model_run(wildcards.model))
+
+
+def get_capture_settings(wildcards):
+    return as_params(CFG.capture_settings(wildcards.model))
+
+
+def get_token_budget(wildcards):
+    return as_params(CFG.token_budget(wildcards.model))
+
+
+def get_sae_settings(wildcards):
+    return as_params(CFG.models[wildcards.model].sae)
+
+
+# --------------------------------------------------------------------------- inputs
 
 
 def get_matched_json(wildcards):
@@ -85,13 +98,18 @@ def get_final_outputs():
     )
 
 
+# --------------------------------------------------------------------------- resources
+
+
 def _estimate(wildcards, attempt, stage):
     from featureaudit.resources import estimate_resources
 
     shape = SHAPES[wildcards.model]
     tokens = CFG.corpus.n_tokens + CFG.evaluation.n_tokens + CFG.corpus.sae_train_tokens
     device = "cuda" if CFG.device == "cuda" else "cpu"
-    return estimate_resources(shape["n_params"], shape["d_model"], tokens, stage, attempt, device=device)
+    return estimate_resources(
+        shape["n_params"], shape["d_model"], tokens, stage, attempt, device=device
+    )
 
 
 def mem_mb(stage):

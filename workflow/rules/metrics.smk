@@ -8,10 +8,11 @@ rule metrics:
     log:
         "logs/{model}/metrics/{variant}.log",
     params:
-        model=model_params,
-        evaluation=config.get("evaluation", {}),
-        scope=CFG.pruning.scope,
-        code=library_code("metrics", "compression", "architecture", "models"),
+        run=get_run,
+        evaluation=as_params(CFG.evaluation),
+        prepend_bos=CFG.corpus.prepend_bos,
+        pruning_scope=CFG.pruning.scope,
+        code=script_code("metrics"),
     threads: HEAVY_THREADS
     resources:
         mem_mb=mem_mb("metrics"),
@@ -21,26 +22,3 @@ rule metrics:
         ENV
     script:
         "../scripts/metrics.py"
-
-
-rule match_pruning:
-    input:
-        tokens=f"{R}/{{model}}/tokens.parquet",
-        reference=f"{R}/{{model}}/reference",
-    output:
-        f"{R}/{{model}}/matched/{{quantized}}.json",
-    log:
-        "logs/{model}/matched/{quantized}.log",
-    params:
-        model=model_params,
-        pruning=config.get("pruning", {}),
-        code=library_code("overlap", "metrics", "compression", "architecture", "models"),
-    threads: HEAVY_THREADS
-    resources:
-        mem_mb=mem_mb("match_pruning"),
-        runtime=runtime("match_pruning"),
-        gpu=gpus,
-    conda:
-        ENV
-    script:
-        "../scripts/match_pruning.py"

@@ -4,12 +4,16 @@ rule summary:
         metrics=get_metrics_all,
         predictability=get_predictability_all,
     output:
-        report(f"{R}/{{model}}/summary.csv", caption="../report/summary.rst", category="Summary"),
+        report(
+            f"{R}/{{model}}/summary.csv",
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
     log:
         "logs/{model}/summary.log",
     params:
         variants=VARIANTS,
-        code=library_code("report", "survival"),
+        code=script_code("summary"),
     conda:
         ENV
     script:
@@ -24,7 +28,11 @@ rule figures:
         overlap=get_overlap_all,
     output:
         report(
-            expand(f"{R}/{{{{model}}}}/figures/{{name}}.{{ext}}", name=FIGURES, ext=["png", "svg"]),
+            expand(
+                f"{R}/{{{{model}}}}/figures/{{name}}.{{ext}}",
+                name=FIGURES,
+                ext=["png", "svg"],
+            ),
             caption="../report/figures.rst",
             category="Figures",
         ),
@@ -33,7 +41,7 @@ rule figures:
     params:
         variants=VARIANTS,
         quantized=QUANTIZED,
-        code=library_code("plots"),
+        code=script_code("figures"),
     conda:
         ENV
     script:

@@ -7,9 +7,11 @@ rule sae:
     log:
         "logs/{model}/sae.log",
     params:
-        model=model_params,
-        sae=sae_params,
-        code=library_code("sae", "sae_pretrained", "capture"),
+        run=get_run,
+        capture=get_capture_settings,
+        sae=get_sae_settings,
+        context_length=CFG.corpus.context_length,
+        code=script_code("sae"),
     threads: HEAVY_THREADS
     resources:
         mem_mb=mem_mb("train_sae"),

@@ -7,7 +7,7 @@ rule fp_statistics:
     log:
         "logs/{model}/fp_statistics.log",
     params:
-        code=library_code("statistics", "codes"),
+        code=script_code("fp_statistics"),
     conda:
         ENV
     script:
@@ -24,8 +24,8 @@ rule survival:
     log:
         "logs/{model}/survival/{variant}.log",
     params:
-        thresholds=config.get("survival", {}),
-        code=library_code("survival", "codes"),
+        thresholds=as_params(CFG.survival),
+        code=script_code("survival"),
     conda:
         ENV
     script:
@@ -40,8 +40,8 @@ rule predictability:
     log:
         "logs/{model}/predictability/{variant}.log",
     params:
-        settings=config.get("predictability", {}),
-        code=library_code("predict", "statistics"),
+        settings=as_params(CFG.predictability),
+        code=script_code("predictability"),
     conda:
         ENV
     script:

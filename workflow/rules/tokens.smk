@@ -4,9 +4,10 @@ rule tokens:
     log:
         "logs/{model}/tokens.log",
     params:
-        model=model_params,
-        corpus=corpus_params,
-        code=library_code("tokens", "models"),
+        source=get_source,
+        corpus=as_params(CFG.corpus),
+        budget=get_token_budget,
+        code=script_code("tokens"),
     conda:
         ENV
     script:
@@ -19,8 +20,8 @@ rule reference_model:
     log:
         "logs/{model}/reference.log",
     params:
-        model=model_params,
-        code=library_code("models"),
+        source=get_source,
+        code=script_code("reference_model"),
     conda:
         ENV
     script:

@@ -1,5 +1,6 @@
-# Thin: unpack the snakemake object, call one library step.
-from featureaudit import steps
+# Thin: unpack the snakemake object, call one library function.
+from featureaudit.codes import encode_variant
 from featureaudit.runner import run_step
 
-run_step(snakemake, lambda cfg: steps.encode(cfg, snakemake.input.sae, snakemake.input.activations, snakemake.output[0]))
+i = snakemake.input
+run_step(snakemake, encode_variant, i.sae, i.activations, snakemake.output[0], snakemake.params.device)

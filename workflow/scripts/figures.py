@@ -1,7 +1,7 @@
-# Thin: unpack the snakemake object, call one library step.
-from featureaudit import steps
+# Thin: unpack the snakemake object, call one library function.
+from featureaudit.plots import make_figures
 from featureaudit.runner import run_step
 
-from featureaudit.plots import make_figures
-i = snakemake.input
-run_step(snakemake, lambda cfg: make_figures(i.summary, snakemake.params.variants, i.survival, i.predictability, snakemake.params.quantized, i.overlap, snakemake.output, cfg.survival))
+i, p = snakemake.input, snakemake.params
+run_step(snakemake, make_figures, i.summary, p.variants, i.survival, i.predictability, p.quantized, i.overlap,
+         snakemake.output)

@@ -1,5 +1,5 @@
-# Thin: unpack the snakemake object, call one library step.
-from featureaudit import steps
+# Thin: unpack the snakemake object, call one library function.
 from featureaudit.runner import run_step
+from featureaudit.statistics import write_fp_statistics
 
-run_step(snakemake, lambda cfg: steps.fp_statistics(snakemake.input.codes, snakemake.input.sae, snakemake.output[0]))
+run_step(snakemake, write_fp_statistics, snakemake.input.codes, snakemake.input.sae, snakemake.output[0])

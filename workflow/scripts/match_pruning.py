@@ -1,6 +1,8 @@
-# Thin: unpack the snakemake object, call one library step.
-from featureaudit import steps
+# Thin: unpack the snakemake object, call one library function.
+from featureaudit.config import MatchSearch, ModelRun, from_params
+from featureaudit.matching import write_matched
 from featureaudit.runner import run_step
 
-w, i = snakemake.wildcards, snakemake.input
-run_step(snakemake, steps.match_pruning, w.model, w.quantized, i.tokens, i.reference, snakemake.output[0])
+p, i = snakemake.params, snakemake.input
+run_step(snakemake, write_matched, snakemake.wildcards.quantized, from_params(ModelRun, p.run),
+         from_params(MatchSearch, p.search), p.batch_size, i.tokens, i.reference, snakemake.output[0])

@@ -1,6 +1,9 @@
-# Thin: unpack the snakemake object, call one library step.
-from featureaudit import steps
+# Thin: unpack the snakemake object, call one library function.
+from featureaudit.config import EvaluationConfig, ModelRun, from_params
+from featureaudit.metrics import write_metrics
 from featureaudit.runner import run_step
 
-w, i = snakemake.wildcards, snakemake.input
-run_step(snakemake, steps.metrics, w.model, w.variant, i.tokens, i.reference, snakemake.output[0], i.matched or None)
+p, i = snakemake.params, snakemake.input
+run_step(snakemake, write_metrics, snakemake.wildcards.variant, from_params(ModelRun, p.run),
+         from_params(EvaluationConfig, p.evaluation), p.prepend_bos, p.pruning_scope, i.tokens, i.reference,
+         snakemake.output[0], i.matched or None)

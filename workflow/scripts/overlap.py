@@ -1,6 +1,6 @@
-# Thin: unpack the snakemake object, call one library step.
-from featureaudit import steps
+# Thin: unpack the snakemake object, call one library function.
+from featureaudit.overlap import write_overlap
 from featureaudit.runner import run_step
 
 i = snakemake.input
-run_step(snakemake, lambda cfg: steps.overlap_step(i.quantized, i.pruned, i.matched, snakemake.output[0]))
+run_step(snakemake, write_overlap, i.quantized, i.pruned, i.matched, snakemake.output[0])

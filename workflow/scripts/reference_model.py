@@ -1,5 +1,6 @@
-# Thin: unpack the snakemake object, call one library step.
-from featureaudit import steps
+# Thin: unpack the snakemake object, call one library function.
+from featureaudit.config import ModelSource, from_params
+from featureaudit.models import make_reference
 from featureaudit.runner import run_step
 
-run_step(snakemake, steps.make_reference, snakemake.wildcards.model, snakemake.output[0])
+run_step(snakemake, make_reference, from_params(ModelSource, snakemake.params.source), snakemake.output[0])

@@ -1,5 +1,8 @@
-# Thin: unpack the snakemake object, call one library step.
-from featureaudit import steps
+# Thin: unpack the snakemake object, call one library function.
+from featureaudit.config import CaptureSettings, ModelRun, SaeConfig, from_params
 from featureaudit.runner import run_step
+from featureaudit.sae_training import make_sae
 
-run_step(snakemake, steps.make_sae, snakemake.wildcards.model, snakemake.input.tokens, snakemake.input.reference, snakemake.output[0])
+p, i = snakemake.params, snakemake.input
+run_step(snakemake, make_sae, from_params(ModelRun, p.run), from_params(CaptureSettings, p.capture),
+         from_params(SaeConfig, p.sae), p.context_length, i.tokens, i.reference, snakemake.output[0])

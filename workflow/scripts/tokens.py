@@ -1,5 +1,8 @@
-# Thin: unpack the snakemake object, call one library step.
-from featureaudit import steps
+# Thin: unpack the snakemake object, call one library function.
+from featureaudit.config import CorpusConfig, ModelSource, TokenBudget, from_params
 from featureaudit.runner import run_step
+from featureaudit.tokens import make_tokens
 
-run_step(snakemake, steps.make_tokens, snakemake.wildcards.model, snakemake.output[0])
+p = snakemake.params
+run_step(snakemake, make_tokens, from_params(ModelSource, p.source), from_params(CorpusConfig, p.corpus),
+         from_params(TokenBudget, p.budget), snakemake.output[0])

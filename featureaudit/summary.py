@@ -1,12 +1,14 @@
-"""The summary table: one row per variant, what a person (or the gate) reads first."""
+"""The summary table: one row per variant, what a person (or the gate) reads first.
+`write_summary` is the body of the `summary` rule."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from .variants import parse_variant
-from .io import read_json, read_table
+from .io import atomic_path, read_json, read_table
+from .progress import log
 from .survival import fractions
+from .variants import parse_variant
 
 COLUMNS = ("variant", "kind", "bits", "sparsity", "n_active", "frac_survived", "frac_blurred", "frac_damaged",
            "n_born", "perplexity", "perplexity_sliding", "perplexity_change", "kl_to_fp", "top1_agreement", "auc")
@@ -27,3 +29,11 @@ def build_summary(variants, survival_paths, metrics_paths, predict_paths) -> pd.
     fp = df.loc[df.variant == "fp", "perplexity"]
     df["perplexity_change"] = df.perplexity / float(fp.iloc[0]) - 1 if len(fp) else float("nan")
     return df[list(COLUMNS)]
+
+
+def write_summary(variants, survival_paths, metrics_paths, predict_paths, out_path) -> None:
+    """The `summary` rule: summary.csv, and the table in the log."""
+    df = build_summary(variants, survival_paths, metrics_paths, predict_paths)
+    with atomic_path(out_path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    log("summary:\n" + df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
