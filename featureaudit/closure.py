@@ -105,3 +105,19 @@ def closure_hash(script: str | Path, package_dir: str | Path, package: str = "fe
     for name in module_closure(script, package_dir, package):
         h.update(name.encode() + b"\0" + _module_file(name, package, package_dir).read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def main(argv=None) -> None:
+    """Print each workflow script's closure: `python -m featureaudit.closure [workflow/scripts]`."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    scripts = Path(args[0] if args else Path(__file__).resolve().parent.parent / "workflow" / "scripts")
+    package_dir = Path(__file__).resolve().parent
+    for script in sorted(scripts.glob("*.py")):
+        names = [n.split(".", 1)[1] if "." in n else "__init__" for n in module_closure(script, package_dir)]
+        print(f"{script.stem:16s} {closure_hash(script, package_dir)}  {' '.join(names)}")
+
+
+if __name__ == "__main__":
+    main()

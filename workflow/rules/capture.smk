@@ -8,18 +8,18 @@ rule capture:
         directory(f"{R}/{{model}}/activations/{{variant}}"),
     log:
         "logs/{model}/capture/{variant}.log",
-    params:
-        run=get_run,
-        capture=get_capture_settings,
-        pruning_scope=CFG.pruning.scope,
-        code=script_code("capture"),
+    conda:
+        ENV
     threads: HEAVY_THREADS
     resources:
         mem_mb=mem_mb("capture"),
         runtime=runtime("capture"),
         gpu=gpus,
-    conda:
-        ENV
+    params:
+        run=get_run,
+        capture=get_capture_settings,
+        pruning_scope=CFG.pruning.scope,
+        code=script_code("capture"),
     script:
         "../scripts/capture.py"
 
@@ -32,15 +32,15 @@ rule encode:
         f"{R}/{{model}}/codes/{{variant}}.parquet",
     log:
         "logs/{model}/encode/{variant}.log",
-    params:
-        device=CFG.device,
-        code=script_code("encode"),
+    conda:
+        ENV
     threads: HEAVY_THREADS
     resources:
         mem_mb=mem_mb("encode"),
         runtime=runtime("encode"),
         gpu=gpus,
-    conda:
-        ENV
+    params:
+        device=CFG.device,
+        code=script_code("encode"),
     script:
         "../scripts/encode.py"

@@ -6,18 +6,18 @@ rule match_pruning:
         f"{R}/{{model}}/matched/{{quantized}}.json",
     log:
         "logs/{model}/matched/{quantized}.log",
-    params:
-        run=get_run,
-        search=as_params(CFG.pruning.search()),
-        batch_size=CFG.evaluation.batch_size,
-        code=script_code("match_pruning"),
+    conda:
+        ENV
     threads: HEAVY_THREADS
     resources:
         mem_mb=mem_mb("match_pruning"),
         runtime=runtime("match_pruning"),
         gpu=gpus,
-    conda:
-        ENV
+    params:
+        run=get_run,
+        search=as_params(CFG.pruning.search()),
+        batch_size=CFG.evaluation.batch_size,
+        code=script_code("match_pruning"),
     script:
         "../scripts/match_pruning.py"
 
@@ -31,9 +31,9 @@ rule overlap:
         f"{R}/{{model}}/overlap/{{quantized}}.json",
     log:
         "logs/{model}/overlap/{quantized}.log",
-    params:
-        code=script_code("overlap"),
     conda:
         ENV
+    params:
+        code=script_code("overlap"),
     script:
         "../scripts/overlap.py"

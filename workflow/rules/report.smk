@@ -11,11 +11,11 @@ rule summary:
         ),
     log:
         "logs/{model}/summary.log",
+    conda:
+        ENV
     params:
         variants=VARIANTS,
         code=script_code("summary"),
-    conda:
-        ENV
     script:
         "../scripts/summary.py"
 
@@ -38,11 +38,11 @@ rule figures:
         ),
     log:
         "logs/{model}/figures.log",
+    conda:
+        ENV
     params:
         variants=VARIANTS,
         quantized=QUANTIZED,
         code=script_code("figures"),
-    conda:
-        ENV
     script:
         "../scripts/figures.py"

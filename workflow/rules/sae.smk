@@ -6,18 +6,18 @@ rule sae:
         directory(f"{R}/{{model}}/sae"),
     log:
         "logs/{model}/sae.log",
+    conda:
+        ENV
+    threads: HEAVY_THREADS
+    resources:
+        mem_mb=mem_mb("train_sae"),
+        runtime=runtime("train_sae"),
+        gpu=gpus,
     params:
         run=get_run,
         capture=get_capture_settings,
         sae=get_sae_settings,
         context_length=CFG.corpus.context_length,
         code=script_code("sae"),
-    threads: HEAVY_THREADS
-    resources:
-        mem_mb=mem_mb("train_sae"),
-        runtime=runtime("train_sae"),
-        gpu=gpus,
-    conda:
-        ENV
     script:
         "../scripts/sae.py"

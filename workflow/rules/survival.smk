@@ -6,10 +6,10 @@ rule fp_statistics:
         f"{R}/{{model}}/fp_statistics.parquet",
     log:
         "logs/{model}/fp_statistics.log",
-    params:
-        code=script_code("fp_statistics"),
     conda:
         ENV
+    params:
+        code=script_code("fp_statistics"),
     script:
         "../scripts/fp_statistics.py"
 
@@ -23,11 +23,11 @@ rule survival:
         f"{R}/{{model}}/survival/{{variant}}.parquet",
     log:
         "logs/{model}/survival/{variant}.log",
+    conda:
+        ENV
     params:
         thresholds=as_params(CFG.survival),
         code=script_code("survival"),
-    conda:
-        ENV
     script:
         "../scripts/survival.py"
 
@@ -39,10 +39,10 @@ rule predictability:
         f"{R}/{{model}}/predictability/{{variant}}.json",
     log:
         "logs/{model}/predictability/{variant}.log",
+    conda:
+        ENV
     params:
         settings=as_params(CFG.predictability),
         code=script_code("predictability"),
-    conda:
-        ENV
     script:
         "../scripts/predictability.py"

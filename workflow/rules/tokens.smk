@@ -3,13 +3,13 @@ rule tokens:
         f"{R}/{{model}}/tokens.parquet",
     log:
         "logs/{model}/tokens.log",
+    conda:
+        ENV
     params:
         source=get_source,
         corpus=as_params(CFG.corpus),
         budget=get_token_budget,
         code=script_code("tokens"),
-    conda:
-        ENV
     script:
         "../scripts/tokens.py"
 
@@ -19,10 +19,10 @@ rule reference_model:
         directory(f"{R}/{{model}}/reference"),
     log:
         "logs/{model}/reference.log",
+    conda:
+        ENV
     params:
         source=get_source,
         code=script_code("reference_model"),
-    conda:
-        ENV
     script:
         "../scripts/reference_model.py"

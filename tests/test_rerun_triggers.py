@@ -1,0 +1,137 @@
+"""Only changed nodes recompute: a module edit reruns exactly the rules that run it.
+
+The reference is independent of featureaudit/closure.py: which package modules a rule's script
+runs comes from the standard library's `modulefinder` (bytecode scan, imports in function
+bodies included), which rules a Snakefile rule maps to which script from the .smk text, and
+what "those rules and everything downstream" means from Snakemake itself
+(`snakemake -n --forcerun <rules>`).
+"""
+
+from __future__ import annotations
+
+import modulefinder
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from featureaudit.closure import module_closure
+from test_workflow import job_counts
+
+SCRIPTS = REPO / "workflow" / "scripts"
+PACKAGE = REPO / "featureaudit"
+
+
+def modulefinder_closure(script: Path, root: Path = REPO) -> set[str]:
+    """Package modules `script` imports, by the standard library's ModuleFinder; its search
+    path is the repository alone, so torch & co are noted as missing, not scanned."""
+    finder = modulefinder.ModuleFinder(path=[str(root)])
+    finder.run_script(str(script))
+    return {m for m in finder.modules if m.split(".")[0] == "featureaudit"}
+
+
+def rule_scripts(root: Path = REPO) -> dict[str, str]:
+    """rule name -> script name, from the `rule X:` / `script: "../scripts/Y.py"` text."""
+    out = {}
+    for smk in sorted((root / "workflow" / "rules").glob("*.smk")):
+        for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
+            script = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+)\.py"', m[2])
+            if script:
+                out[m[1]] = script[1]
+    return out
+
+
+def package_modules(root: Path = REPO) -> list[str]:
+    return sorted(
+        "featureaudit" if p.stem == "__init__" else f"featureaudit.{p.stem}"
+        for p in (root / "featureaudit").glob("*.py")
+    )
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in SCRIPTS.glob("*.py")))
+def test_closure_equals_modulefinder(script):
+    assert set(module_closure(SCRIPTS / f"{script}.py", PACKAGE)) == modulefinder_closure(SCRIPTS / f"{script}.py")
+
+
+def test_every_rule_hashes_its_own_script():
+    """Each rule's `code` param is the closure of the script it runs (a copy-paste slip would
+    make a rule rerun on another rule's code)."""
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
+            script = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+)\.py"', m[2])
+            if script:
+                assert f'code=script_code("{script[1]}")' in m[2], m[1]
+
+
+def test_closures_are_cut_small():
+    closures = {rule: set(module_closure(SCRIPTS / f"{s}.py", PACKAGE)) for rule, s in rule_scripts().items()}
+    for rule in ("capture", "encode", "metrics", "match_pruning", "sae", "tokens", "reference_model"):
+        assert not {"featureaudit.plots", "featureaudit.survival", "featureaudit.summary"} & closures[rule], rule
+    assert "featureaudit.device" in closures["capture"] and "featureaudit.device" in closures["metrics"]
+    assert closures["figures"] <= {"featureaudit", "featureaudit.plots", "featureaudit.io", "featureaudit.errors",
+                                   "featureaudit.outputs", "featureaudit.runner"}
+
+
+@pytest.mark.slow
+def test_a_module_edit_plans_exactly_the_rules_that_run_it(arch_project, tmp_path):
+    """For every package module: append a comment in a scratch copy of the workflow and dry-run
+    the completed tiny audit with it. Planned = the rules whose script imports the module
+    (modulefinder) and their descendants (Snakemake's own --forcerun); an edit of a test or
+    the README plans nothing."""
+    scripts = rule_scripts()
+    imports = {rule: modulefinder_closure(SCRIPTS / f"{s}.py") for rule, s in scripts.items()}
+
+    def copy_of_workflow(name: str) -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        for part in ("Snakefile", "workflow", "featureaudit", "profiles", "tests", "README.md"):
+            src = REPO / part
+            (shutil.copytree if src.is_dir() else shutil.copy2)(
+                src, root / part, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
+        return root
+
+    def dry_run(root: Path, *args) -> dict[str, int]:
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "-d", str(arch_project.workdir),
+               "--configfile", str(arch_project.config_path), "--cores", "2", "-n", *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return job_counts(proc.stdout)
+
+    pristine = copy_of_workflow("pristine")
+    assert dry_run(pristine) == {}, "the completed audit must be up to date before any edit"
+
+    @lru_cache(maxsize=None)
+    def expected(rules: frozenset) -> tuple:
+        if not rules:
+            return ()
+        return tuple(sorted(dry_run(pristine, "--forcerun", *sorted(rules)).items()))
+
+    def check(target: str) -> tuple[str, dict, dict]:
+        root = copy_of_workflow(target.replace("/", "_"))
+        path = root / target
+        path.write_text(path.read_text() + "\n# an edit that changes no behaviour\n")
+        got = dry_run(root)
+        if target.startswith("featureaudit/"):
+            module = "featureaudit" if path.stem == "__init__" else f"featureaudit.{path.stem}"
+            rules = frozenset(rule for rule, mods in imports.items() if module in mods)
+        else:
+            rules = frozenset()
+        return target, got, dict(expected(rules))
+
+    targets = [f"featureaudit/{'__init__' if m == 'featureaudit' else m.split('.', 1)[1]}.py"
+               for m in package_modules()] + ["tests/test_gate.py", "README.md"]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(check, targets))
+    wrong = {t: (got, want) for t, got, want in results if got != want}
+    assert not wrong, "\n".join(f"{t}: planned {got}, expected {want}" for t, (got, want) in wrong.items())
+    # the promise in words, on this DAG
+    plans = {t: got for t, got, _ in results}
+    assert set(plans["featureaudit/plots.py"]) == {"figures", "all"}
+    assert not {"capture", "encode", "metrics", "match_pruning"} & set(plans["featureaudit/survival.py"])
+    assert plans["featureaudit/device.py"].get("capture")
