@@ -16,6 +16,7 @@ wildcard_constraints:
     model="|".join(MODELS),
     variant=VARIANT_PATTERN,
     quantized=QUANTIZED_PATTERN,
+    ckpt=r"[A-Za-z0-9_]+",
 
 
 include: "workflow/rules/tokens.smk"

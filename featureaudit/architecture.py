@@ -36,6 +36,16 @@ def hidden_size(config: Any) -> int:
     return int(config_value(getattr(config, "config", config), "hidden_size"))
 
 
+def linear_input_widths(config: Any) -> set[int]:
+    """Input widths of the block linears: the residual stream (q, k, v, gate, up), the MLP
+    (down) and the attention heads (output projection)."""
+    d = hidden_size(config)
+    heads = int(config_value(config, "num_attention_heads") or 1)
+    head_dim = int(config_value(config, "head_dim") or d // heads)
+    ffn = int(config_value(config, "intermediate_size") or 4 * d)
+    return {d, ffn, heads * head_dim}
+
+
 def decoder_layers(model):
     from torch import nn
 

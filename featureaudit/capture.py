@@ -187,12 +187,12 @@ def capture_matrix(model: nn.Module, input_ids: torch.Tensor, capture: CaptureSe
 
 
 def capture_variant(variant: str, run: ModelRun, capture: CaptureSettings, pruning_scope: str,
-                    tokens_path, ref_dir, sae_dir, out_dir, matched_json=None) -> None:
+                    tokens_path, ref_dir, sae_dir, out_dir, matched_json=None, checkpoint=None) -> None:
     """The `capture` rule: the variant's activations on the audit tokens, as shards."""
     sae = load_sae(sae_dir, "cpu")
     meta = sae_metadata(sae)
-    reference, _ = load_reference(ref_dir, run)
-    lm = build_variant(reference, variant, pruning_scope, matched_json)
+    reference, tokenizer = load_reference(ref_dir, run)
+    lm = build_variant(reference, variant, pruning_scope, matched_json, checkpoint, tokenizer)
     del reference
     parse_hook(capture.hook, n_layers(lm))
     check_width(meta["d_in"], hidden_size(lm), f"the activation at {capture.hook}")

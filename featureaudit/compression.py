@@ -1,12 +1,6 @@
-"""Compressed variants of a model: round-to-nearest quantization and magnitude pruning.
-
-Variant names are the file-path vocabulary of the workflow:
-  fp                      the full-precision reference
-  rtn-w{b}[-g{G}][-asym]  RTN to b bits, per output channel (or per group of G input columns),
-                          symmetric unless -asym
-  mag-{s:.2f}[-global]    magnitude pruning to sparsity s, per layer unless -global
-  match-{variant}         magnitude pruning at the sparsity whose perplexity matches {variant}
-                          (the sparsity is found by the matching stage and passed in)
+"""Compressed variants of a model: round-to-nearest quantization and magnitude pruning here,
+the shipped formats through their own libraries (formats.py), checkpoints (checkpoints.py).
+Variant names (variants.py) are the file-path vocabulary of the workflow.
 
 Weights are changed in place on a deep copy; the reference model is never touched.
 """
@@ -19,6 +13,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from . import formats
 from .architecture import block_linears
 from .errors import AuditError
 from .io import read_json
@@ -27,17 +22,21 @@ from .variants import Variant, check_bits, check_sparsity, parse_variant
 # --------------------------------------------------------------------------- quantization
 
 
-def rtn_quantize(weight: torch.Tensor, bits: int, group_size: int | None = None, symmetric: bool = True) -> torch.Tensor:
+def rtn_quantize(weight: torch.Tensor, bits: int, group_size: int | None = None, symmetric: bool = True,
+                 per_tensor: bool = False) -> torch.Tensor:
     """Round-to-nearest fake quantization of a (out, in) weight; returns the dequantized weight.
 
     Symmetric: scale = max|w| / (2^(b-1) - 1), q = clamp(round(w/scale), -2^(b-1), 2^(b-1) - 1).
     Asymmetric: scale = (max - min) / (2^b - 1), zero = round(-min/scale), q in [0, 2^b - 1].
-    Statistics are per output row, or per group of `group_size` consecutive input columns.
+    Statistics are per output row, per group of `group_size` consecutive input columns, or over
+    the whole matrix (`per_tensor`).
     """
     check_bits(bits)
     out_features, in_features = weight.shape
     w = weight.detach().to(torch.float32)
-    if group_size:
+    if per_tensor:
+        w = w.reshape(1, 1, -1)
+    elif group_size:
         if in_features % group_size:
             raise AuditError(
                 f"quantization group_size {group_size} does not divide the input width {in_features}; "
@@ -114,9 +113,24 @@ def apply_variant(model: nn.Module, variant: Variant, matched_sparsity: float | 
     if variant.kind == "fp":
         return compressed
     linears = [lin for _, lin in block_linears(compressed)]
+    block = variant.block
+    if block:  # start-up checks this for local models; hub models meet it here
+        widths = sorted({lin.in_features for lin in linears if lin.in_features % block})
+        if widths:
+            raise AuditError(f"{variant.name} needs matrix widths divisible by {block}, but the model has {widths}; "
+                             "drop the variant (or choose a group size that divides every width)")
     if variant.kind == "rtn":
         for lin in linears:
-            lin.weight.copy_(rtn_quantize(lin.weight, variant.bits, variant.group_size, variant.symmetric))
+            lin.weight.copy_(rtn_quantize(lin.weight, variant.bits, variant.group_size, variant.symmetric,
+                                          variant.per_tensor))
+    elif variant.kind == "gguf":
+        for lin in linears:
+            lin.weight.copy_(formats.gguf_round_trip(lin.weight, variant.fmt))
+    elif variant.kind == "bnb":
+        for lin in linears:
+            lin.weight.copy_(formats.bnb_round_trip(lin.weight, variant.fmt))
+    elif variant.kind == "torchao":
+        formats.torchao_quantize_(compressed, linears, variant.fmt)
     elif variant.kind == "magnitude":
         magnitude_prune_(linears, variant.sparsity, variant.scope)
     elif variant.kind == "match":
@@ -126,15 +140,53 @@ def apply_variant(model: nn.Module, variant: Variant, matched_sparsity: float | 
     return compressed
 
 
-def build_variant(reference: nn.Module, variant: str, pruning_scope: str = "layer", matched_json=None) -> nn.Module:
-    """The named variant of a loaded reference: the reference itself for `fp`, else a compressed
-    copy. A `match-` variant prunes at the sparsity recorded in `matched_json`, with the
-    configured pruning scope."""
+def build_variant(reference: nn.Module, variant: str, pruning_scope: str = "layer", matched_json=None,
+                  checkpoint=None, reference_tokenizer=None) -> nn.Module:
+    """The named variant of a loaded reference: the reference itself for `fp`, a checkpoint
+    loaded from `checkpoint` (same dtype and device as the reference; its tokenizer checked
+    against `reference_tokenizer`), else a compressed copy. A `match-` variant prunes at the
+    sparsity recorded in `matched_json`, with the configured pruning scope."""
     v = parse_variant(variant)
     if v.kind == "fp":
         return reference
+    if v.kind == "checkpoint":
+        from .checkpoints import check_tokenizer, load_checkpoint
+
+        p = next(reference.parameters())
+        model, tokenizer = load_checkpoint(checkpoint, p.dtype, p.device, key=variant)
+        if reference_tokenizer is not None:
+            check_tokenizer(reference_tokenizer, tokenizer, variant)
+        return model
     matched = None
     if v.kind == "match":
         v = replace(v, scope=pruning_scope)
         matched = read_json(matched_json)["matched_sparsity"]
     return apply_variant(reference, v, matched)
+
+
+@torch.no_grad()
+def weight_error(reference: nn.Module, variant: nn.Module) -> float:
+    """Relative Frobenius error of the block linears' weights (as the variant computes with
+    them) against the reference's: 0 means the variant's weights are the reference's."""
+    err = total = 0.0
+    for (_, a), (_, b) in zip(block_linears(reference), block_linears(variant)):
+        wa = a.weight.detach().float()
+        wb = formats.effective_weight(b).float().to(wa.device)
+        err += float(((wb - wa) ** 2).sum())
+        total += float((wa**2).sum())
+    return (err / total) ** 0.5 if total else 0.0
+
+
+def bits_per_weight(model: nn.Module, variant: str, checkpoint=None) -> float | None:
+    """Storage bits per block-linear weight, averaged over the weights (None where unknown)."""
+    v = parse_variant(variant)
+    if v.kind == "checkpoint":
+        from .checkpoints import checkpoint_bits_per_weight
+
+        return checkpoint_bits_per_weight(checkpoint)
+    if v.kind not in ("rtn", "gguf", "bnb", "torchao"):
+        return None
+    linears = [lin for _, lin in block_linears(model)]
+    n = sum(lin.weight.numel() for lin in linears)
+    return sum(formats.bits_per_weight(v, lin.in_features, lin.weight.numel()) * lin.weight.numel()
+               for lin in linears) / n

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from .errors import AuditError
-from .variants import Variant, check_bits, check_sparsity
+from .variants import GGUF_TYPES, Variant, check_bits, check_sparsity, parse_variant
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -103,6 +103,22 @@ class SaeConfig:
 
 
 @dataclass(frozen=True)
+class CheckpointConfig:
+    """A checkpoint variant, ckpt-<key> (models.<name>.checkpoints.<key>): a file or folder you
+    have (path), or a GGUF the workflow writes from a GGUF reference with mixed types (mix)."""
+
+    path: str | None = None  # a GGUF file or a transformers folder (plain or compressed-tensors)
+    mix: dict | None = None  # GGUF type per block part, e.g. {attn: q8_0, mlp: q4_0}
+
+    def __post_init__(self):
+        if (self.path is None) == (self.mix is None):
+            raise AuditError("a checkpoint has either a path (a file you have) or a mix (written by the workflow)")
+        for part, t in (self.mix or {}).items():
+            if t not in GGUF_TYPES:
+                raise AuditError(f"checkpoint mix: {part}: {t!r} is not one of {', '.join(GGUF_TYPES)}")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One audited model (models.<name>)."""
 
@@ -115,8 +131,12 @@ class ModelConfig:
     batch_size: int = 16  # sequences per forward when capturing activations
     exclude_bos: bool = True  # leave the BOS position out of the audit (it is an outlier)
     center: bool | None = None  # subtract each token's mean activation; None: as the SAE's metadata says
+    checkpoints: dict = field(default_factory=dict)  # ckpt-<key> variants: key -> CheckpointConfig
 
     def __post_init__(self):
+        if self.checkpoints and self.source != "gguf" and any(c.mix for c in self.checkpoints.values()):
+            raise AuditError(f"models.{self.name}.checkpoints: a mix is written from a GGUF reference; "
+                             "give a path instead, or use source: gguf")
         key = f"models.{self.name}.sae"
         if self.sae.source == "disk" and not self.sae.path:
             raise AuditError(f"{key}.path: set the folder saved by SAELens for sae.source: disk")
@@ -237,6 +257,7 @@ class AuditConfig:
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    formats: tuple = ()  # shipped formats and per-tensor RTN: gguf-q4_0, bnb-nf4, ao-w8a8, rtn-w6-tensor, ...
     pruning: PruningConfig = field(default_factory=PruningConfig)
     survival: Thresholds = field(default_factory=Thresholds)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -261,9 +282,11 @@ class AuditConfig:
         m = self.models[model]
         return CaptureSettings(m.hook, m.batch_size, m.exclude_bos, m.center, self.corpus.prepend_bos)
 
-    def variants(self) -> list[str]:
-        """Every variant name, in the order figures and the summary list them."""
-        names = ["fp"] + [v.name for v in self.quantization.variants()] + [v.name for v in self.pruning.variants()]
+    def variants(self, model: str) -> list[str]:
+        """Every variant of a model, in the order figures and the summary list them."""
+        names = ["fp"] + [v.name for v in self.quantization.variants()] + list(self.formats)
+        names += [f"ckpt-{key}" for key in self.models[model].checkpoints]
+        names += [v.name for v in self.pruning.variants()]
         if self.pruning.match:
             names += [f"match-{v.name}" for v in self.quantization.variants()]
         return names
@@ -319,6 +342,17 @@ def _build(cls, raw: dict | None, **extra):
     return cls(**kwargs, **extra)
 
 
+def _formats(names: list) -> tuple:
+    for name in names:
+        try:
+            kind = parse_variant(name).kind
+        except AuditError as e:
+            raise AuditError(f"formats: {e}") from None
+        if kind not in ("rtn", "gguf", "bnb", "torchao"):
+            raise AuditError(f"formats: {name} is not a format (gguf-*, bnb-*, ao-*, rtn-w<bits>-tensor)")
+    return tuple(names)
+
+
 def load_config(raw: dict) -> AuditConfig:
     validate_schema(raw)
     models = {}
@@ -326,17 +360,26 @@ def load_config(raw: dict) -> AuditConfig:
         sae_raw = dict(m["sae"])
         sae = _build(SaeConfig, {k: v for k, v in sae_raw.items() if k != "train"},
                      train=_build(SaeTraining, sae_raw.get("train")))
-        models[name] = _build(ModelConfig, {k: v for k, v in m.items() if k != "sae"}, name=name, sae=sae)
-    return AuditConfig(
+        checkpoints = {k: _build(CheckpointConfig, v) for k, v in (m.get("checkpoints") or {}).items()}
+        models[name] = _build(ModelConfig, {k: v for k, v in m.items() if k not in ("sae", "checkpoints")}, name=name,
+                              sae=sae, checkpoints=checkpoints)
+    cfg = AuditConfig(
         models=models,
         results=raw.get("results", "results"),
         device=raw.get("device", "auto"),
         corpus=_build(CorpusConfig, raw.get("corpus")),
         quantization=_build(QuantizationConfig, raw.get("quantization")),
+        formats=_formats(raw.get("formats") or []),
         pruning=_build(PruningConfig, raw.get("pruning")),
         survival=_build(Thresholds, raw.get("survival")),
         evaluation=_build(EvaluationConfig, raw.get("evaluation")),
         predictability=_build(PredictabilityConfig, raw.get("predictability")),
         gate=_build(GateConfig, raw.get("gate")),
     )
+    for name in cfg.models:
+        names = cfg.variants(name)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise AuditError(f"variant {twice[0]} is asked for twice (quantization.bits and formats?); list it once")
+    return cfg
 

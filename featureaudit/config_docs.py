@@ -22,6 +22,8 @@ SECTIONS = {
     "models.<name>": c.ModelConfig,
     "models.<name>.sae": c.SaeConfig,
     "models.<name>.sae.train": c.SaeTraining,
+    "models.<name>.checkpoints.<name>": c.CheckpointConfig,
+    "models.<name>.checkpoints.<name>.mix": None,  # a plain mapping: no defaults
     "quantization": c.QuantizationConfig,
     "pruning": c.PruningConfig,
     "survival": c.Thresholds,
@@ -64,6 +66,8 @@ def _type(prop: dict) -> str:
 
 
 def _default(cls, name: str) -> str:
+    if cls is None:
+        return "-"
     for f in fields(cls):
         if f.name == name:
             if f.default is not MISSING:

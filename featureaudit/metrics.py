@@ -9,10 +9,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .compression import build_variant
+from .compression import bits_per_weight, build_variant, weight_error
 from .config import EvaluationConfig, ModelRun
 from .io import read_json, write_json
-from .models import load_reference
+from .models import load_reference, reference_record
 from .progress import log, progress_bar
 from .tokens import read_tokens
 
@@ -106,17 +106,20 @@ def heldout_stream(ids: torch.Tensor, has_bos: bool) -> torch.Tensor:
 
 
 def write_metrics(variant: str, run: ModelRun, evaluation: EvaluationConfig, prepend_bos: bool, pruning_scope: str,
-                  tokens_path, ref_dir, out_path, matched_json=None) -> None:
-    """The `metrics` rule: perplexities of the variant, KL and top-1 agreement against FP."""
-    fp, _ = load_reference(ref_dir, run)
-    lm = build_variant(fp, variant, pruning_scope, matched_json)
+                  tokens_path, ref_dir, out_path, matched_json=None, checkpoint=None) -> None:
+    """The `metrics` rule: perplexities of the variant, KL and top-1 agreement against FP, and
+    what the variant is made of (bits per weight, weight error against the reference)."""
+    fp, tokenizer = load_reference(ref_dir, run)
+    lm = build_variant(fp, variant, pruning_scope, matched_json, checkpoint, tokenizer)
     ids = read_tokens(tokens_path, "heldout")
     e = evaluation
     result = compare_to_fp(fp, lm, ids, e.batch_size, progress=True)
     window = e.window or ids.shape[1]
     stride = e.stride or max(window // 2, 1)
     result["perplexity_sliding"] = sliding_perplexity(lm, heldout_stream(ids, prepend_bos), window, stride, e.batch_size)
-    result.update(variant=variant, window=window, stride=stride)
+    result.update(variant=variant, window=window, stride=stride, weight_error=weight_error(fp, lm),
+                  bits_per_weight=(reference_record(ref_dir)["bits_per_weight"] if variant == "fp"
+                                   else bits_per_weight(fp, variant, checkpoint)))
     if matched_json:
         result["matched_sparsity"] = read_json(matched_json)["matched_sparsity"]
     write_json(result, out_path)

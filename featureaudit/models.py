@@ -68,8 +68,9 @@ def load_tokenizer(source: str, path: str, name: str = "<name>"):
         return AutoTokenizer.from_pretrained(where, **extra)
 
 
-def load_model(source: str, path: str, dtype=None, device="cpu", name: str = "<name>"):
-    """(model, tokenizer) in eval mode on `device`; dtype defaults to float32.
+def load_model(source: str, path: str, dtype=None, device="cpu", name: str = "<name>", **extra_kwargs):
+    """(model, tokenizer) in eval mode on `device`; dtype defaults to float32; `extra_kwargs` go
+    to `from_pretrained` (a quantization_config, say).
     (torch is imported here, not at the top: preflight uses this module's path helpers.)"""
     import torch
     from transformers import AutoModelForCausalLM
@@ -77,7 +78,7 @@ def load_model(source: str, path: str, dtype=None, device="cpu", name: str = "<n
     tokenizer = load_tokenizer(source, path, name)
     where, extra = _where(source, path, name)
     with _load_errors(source, where, name):
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype or torch.float32, **extra)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype or torch.float32, **extra, **extra_kwargs)
     model.to(device).eval()
     model.requires_grad_(False)
     return model, tokenizer
@@ -104,18 +105,44 @@ def _load_errors(source: str, where: str, name: str):
 # --------------------------------------------------------------------------- the rule
 
 POINTER = "featureaudit-reference.json"
+#: Inside the reference folder: a GGUF reference, dequantized once and saved as safetensors.
+DEQUANTIZED = "dequantized"
 
 
 def make_reference(source: ModelSource, out_dir) -> None:
     """Load the reference once (a broken path or hub id fails here, early) and record where it
-    came from and its shape; every later job loads it the same way (a GGUF file loads in seconds)."""
+    came from and its shape. A GGUF reference is saved dequantized (fp32 safetensors), since
+    dequantizing the file again costs every model job ~20 s; the saved weights are bit-identical.
+    Other sources are loaded from where they are (safetensors already load fast)."""
     import torch
 
-    lm, _ = load_model(source.source, source.path, torch.float32, "cpu", name=source.name)
+    lm, tokenizer = load_model(source.source, source.path, torch.float32, "cpu", name=source.name)
     shape = {"n_layers": n_layers(lm), "d_model": hidden_size(lm), "n_params": sum(p.numel() for p in lm.parameters())}
+    # A reference read from a quantized file is not full precision: record how it is stored,
+    # so the summary can say which variants merely re-quantize it.
+    from .checkpoints import checkpoint_bits_per_weight, gguf_tensor_types
+
+    where = resolve_path(source.path)
+    stored = {"tensor_types": gguf_tensor_types(where) if source.source == "gguf" else None,
+              "bits_per_weight": checkpoint_bits_per_weight(where) if os.path.exists(where) else None}
     with atomic_dir(out_dir) as tmp:
-        (Path(tmp) / POINTER).write_text(json.dumps({"source": source.source, "path": source.path, **shape}))
-    log(f"reference {source.name}: {shape}")
+        record = {"source": source.source, "path": source.path, **shape, **stored}
+        if source.source == "gguf":
+            # transformers marks a GGUF-loaded model as quantized and refuses to save it; the
+            # weights are plain fp32 tensors by now.
+            lm.hf_quantizer = None
+            if hasattr(lm.config, "quantization_config"):
+                del lm.config.quantization_config
+            lm.save_pretrained(Path(tmp) / DEQUANTIZED)
+            tokenizer.save_pretrained(Path(tmp) / DEQUANTIZED)
+            record["local"] = DEQUANTIZED
+        (Path(tmp) / POINTER).write_text(json.dumps(record))
+    log(f"reference {source.name}: {shape}, stored as {stored}")
+
+
+def reference_record(ref_dir) -> dict:
+    """What make_reference recorded: source, path, shape, how the weights are stored."""
+    return read_json(Path(ref_dir) / POINTER)
 
 
 def load_reference(ref_dir, run: ModelRun):
@@ -124,4 +151,7 @@ def load_reference(ref_dir, run: ModelRun):
 
     pointer = read_json(Path(ref_dir) / POINTER)
     device = resolve_device(run.device)
-    return load_model(pointer["source"], pointer["path"], resolve_dtype(run.dtype, device), device, name=run.name)
+    dtype = resolve_dtype(run.dtype, device)
+    if pointer.get("local"):
+        return load_model("hf", str(Path(ref_dir) / pointer["local"]), dtype, device, name=run.name)
+    return load_model(pointer["source"], pointer["path"], dtype, device, name=run.name)

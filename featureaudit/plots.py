@@ -1,5 +1,10 @@
 """Figures a person reads: one function per figure, all from the summary and survival tables.
-`make_figures` is the body of the `figures` rule."""
+`make_figures` is the body of the `figures` rule.
+
+Conventions: a family of variants (RTN, GGUF, bitsandbytes, torchao, checkpoints, pruning) has
+one colour and marker in every figure; no colour repeats within a plot; many series become
+small multiples; a number computed from too few features is drawn faded and labelled as such.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,20 @@ import pandas as pd  # noqa: E402
 from .io import atomic_path, read_json, read_table  # noqa: E402
 from .outputs import FIGURES  # noqa: E402
 
-COLORS = {"survived": "#2a9d8f", "blurred": "#e9c46a", "damaged": "#e76f51"}
+STATUS_COLORS = {"survived": "#2a9d8f", "blurred": "#e9c46a", "damaged": "#e76f51"}
+#: family -> (colour, marker, legend label); the colours are distinct from each other.
+FAMILIES = {
+    "rtn": ("#264653", "o", "RTN per channel"),
+    "rtn-group": ("#1d7874", "o", "RTN per group"),
+    "rtn-tensor": ("#8d99ae", "v", "RTN per tensor"),
+    "gguf": ("#d4a017", "s", "GGUF types (gguf-py)"),
+    "bnb": ("#7b2cbf", "D", "bitsandbytes 4-bit"),
+    "torchao": ("#d6336c", "^", "torchao (weights + activations)"),
+    "checkpoint": ("#0096c7", "P", "checkpoint files"),
+    "magnitude": ("#e76f51", "X", "magnitude pruned"),
+}
+#: Fewer not-surviving (or surviving) features than this and an AUC is a few points, not a result.
+MIN_CLASS = 10
 
 
 def _save(fig, paths: list[str]) -> None:
@@ -25,14 +43,35 @@ def _save(fig, paths: list[str]) -> None:
     plt.close(fig)
 
 
+def _style(family: str):
+    return FAMILIES.get(family, ("#555555", "o", family))
+
+
+def _label_points(ax, xs, ys, texts, fontsize=6):
+    """Labels right of their points, nudged apart vertically where they would overlap."""
+    fig = ax.figure
+    fig.canvas.draw()
+    pts = ax.transData.transform(np.column_stack([xs, ys]))
+    height = fontsize * fig.dpi / 72 * 1.15
+    placed: list[tuple[float, float]] = []  # (x, y) in pixels of labels already placed
+    for i in np.argsort(pts[:, 1]):
+        x, y = pts[i]
+        while any(abs(y - py) < height and abs(x - px) < 60 * fig.dpi / 100 for px, py in placed):
+            y += height
+        placed.append((x, y))
+        shift = (y - pts[i][1]) * 72 / fig.dpi  # pixels -> points, which survive a change of dpi
+        ax.annotate(texts[i], (xs[i], ys[i]), xytext=(4, shift), textcoords="offset points", fontsize=fontsize,
+                    va="center", arrowprops=dict(arrowstyle="-", lw=0.3, color="#999999") if shift else None)
+
+
 def survival_by_bits(summary: pd.DataFrame):
-    q = summary[summary.kind == "rtn"].sort_values("bits", ascending=False)
+    q = summary[(summary.kind == "rtn") & (summary.family != "rtn-tensor")].sort_values("bits", ascending=False)
     fig, ax = plt.subplots(figsize=(6, 4))
     bottom = np.zeros(len(q))
     labels = [f"INT{b}" for b in q.bits.astype(int)]
     for s in ("survived", "blurred", "damaged"):
         vals = q[f"frac_{s}"].to_numpy()
-        ax.bar(labels, vals, bottom=bottom, color=COLORS[s], label=s)
+        ax.bar(labels, vals, bottom=bottom, color=STATUS_COLORS[s], label=s)
         bottom += vals
     ax.set_ylabel("fraction of FP-active features")
     ax.set_ylim(0, 1)
@@ -42,55 +81,129 @@ def survival_by_bits(summary: pd.DataFrame):
 
 
 def perplexity_vs_damage(summary: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     s = summary[summary.kind != "fp"].copy()
-    s["degraded"] = s.frac_blurred + s.frac_damaged
-    for kind, marker, color in (("rtn", "o", "#264653"), ("magnitude", "s", "#e76f51")):
-        part = s[s.kind == kind]
-        ax.scatter(part.perplexity_change * 100, part.degraded * 100, marker=marker, color=color,
-                   label={"rtn": "RTN quantized", "magnitude": "magnitude pruned"}[kind])
-        for _, row in part.iterrows():
-            ax.annotate(row.variant, (row.perplexity_change * 100, row.degraded * 100), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
+    s["degraded"] = (s.frac_blurred + s.frac_damaged) * 100
+    s["dppl"] = s.perplexity_change * 100
+    for family, part in s.groupby("family", sort=False):
+        color, marker, label = _style(family)
+        ax.scatter(part.dppl, part.degraded, marker=marker, color=color, label=label, s=28, zorder=3)
     ax.axvline(0, color="grey", lw=0.5)
-    ax.set_xlabel("perplexity change vs FP (%)")
+    ax.margins(x=0.15, y=0.08)
+    if s.dppl.abs().max() > 50:  # pruning to 40 % can cost +300 %: log beyond 10 %
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlabel("perplexity change vs FP (%, log beyond 10 %)")
+    else:
+        ax.set_xlabel("perplexity change vs FP (%)")
     ax.set_ylabel("features blurred or damaged (%)")
     ax.set_title("Perplexity misses feature damage")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _label_points(ax, s.dppl.to_numpy(), s.degraded.to_numpy(), list(s.variant))
     return fig
 
 
-def r_histogram(tables: dict[str, pd.DataFrame]):
-    fig, ax = plt.subplots(figsize=(6, 4))
+def bits_per_weight(summary: pd.DataFrame, reference_bits: float | None):
+    """Which format keeps most features per bit: survived and damaged fractions, and the
+    perplexity change, against storage bits per weight. Checkpoint files are drawn hollow, so a
+    checkpoint on top of the built-in format it equals stays visible."""
+    s = summary[summary.bits_per_weight.notna() & (summary.kind != "fp")].copy()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    panels = (("frac_survived", "features survived (%)"), ("frac_damaged", "features damaged (%)"),
+              ("perplexity_change", "perplexity change vs FP (%)"))
+    lo, hi = s.bits_per_weight.min(), s.bits_per_weight.max()
+    pad = max(0.5, 0.08 * (hi - lo))
+    show_reference = reference_bits is not None and lo - 2 * pad <= reference_bits <= hi + 2 * pad
+    for ax, (col, ylabel) in zip(axes, panels):
+        for family, part in s.groupby("family", sort=False):
+            part = part.sort_values("bits_per_weight")
+            color, marker, label = _style(family)
+            hollow = family == "checkpoint"
+            ax.plot(part.bits_per_weight, part[col] * 100, marker=marker, color=color, label=label,
+                    ms=9 if hollow else 6, mfc="none" if hollow else color, mew=1.5,
+                    lw=1 if family.startswith("rtn") else 0)
+            near = part[part.vs_reference.astype(bool)]
+            ax.scatter(near.bits_per_weight, near[col] * 100, s=170, facecolors="none", edgecolors="black",
+                       lw=0.8, zorder=4, label="weights (nearly) the reference's own" if len(near) else None)
+        if show_reference:
+            ax.axvline(reference_bits, color="grey", ls=":", lw=1, label=f"reference, {reference_bits:.2f} bits stored")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_xlabel("storage bits per weight (block linears)")
+        ax.set_ylabel(ylabel)
+        if col != "perplexity_change":
+            ax.set_ylim(-1, max(5.0, 1.1 * float(s[col].max()) * 100))
+        elif (s[col].abs() * 100).max() > 50:
+            ax.set_yscale("symlog", linthresh=10)
+            ax.set_ylabel(ylabel + ", log beyond 10 %")
+    _label_points(axes[0], s.bits_per_weight.to_numpy(), (s.frac_survived * 100).to_numpy(), list(s.variant))
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    fig.legend(unique.values(), unique.keys(), fontsize=7, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.1))
+    title = "Features kept per bit, by format"
+    if reference_bits is not None and not show_reference:
+        title += f" (reference stored at {reference_bits:.1f} bits per weight)"
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def r_histogram(tables: dict[str, pd.DataFrame], families: dict[str, str]):
+    """Small multiples: one panel per family, its variants' r distributions in distinct colours."""
+    groups: dict[str, list[str]] = {}
+    for name in tables:
+        groups.setdefault(families.get(name, "other"), []).append(name)
+    n = len(groups)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), sharex=True, squeeze=False)
     bins = np.linspace(-0.2, 1, 49)
-    for name, t in tables.items():
-        r = t.loc[t.status != "inactive", "r"].fillna(0).clip(-0.2, 1)
-        ax.hist(r, bins=bins, histtype="step", label=name, lw=1.2)
-    ax.set_xlabel("Pearson r between FP and variant codes")
-    ax.set_ylabel("FP-active features")
-    ax.set_yscale("log")
-    ax.set_title("Per-feature correlation with FP")
-    ax.legend(fontsize=7, ncol=2)
+    palette = plt.get_cmap("tab10").colors
+    for ax, (family, names) in zip(axes.flat, groups.items()):
+        for i, name in enumerate(names):
+            t = tables[name]
+            r = t.loc[t.status != "inactive", "r"].fillna(0).clip(-0.2, 1)
+            ax.hist(r, bins=bins, histtype="step", label=name, lw=1.2, color=palette[i % len(palette)])
+        ax.set_yscale("log")
+        ax.set_title(_style(family)[2], fontsize=9)
+        ax.legend(fontsize=6, loc="upper left")
+        ax.set_xlabel("Pearson r between FP and variant codes", fontsize=8)
+        ax.set_ylabel("FP-active features", fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle("Per-feature correlation with FP")
+    fig.tight_layout()
     return fig
 
 
 def predictor_auc(predictions: dict[str, dict]):
-    fig, ax = plt.subplots(figsize=(7, 4))
+    """Heatmap: variants x predictors, the AUC in each cell. Cells whose variant has fewer than
+    MIN_CLASS features in a class are hatched and greyed: too few to trust."""
     names = [v for v, p in predictions.items() if p.get("marginal_auc")]
-    predictors = list(next(iter(predictions.values()))["predictors"]) if predictions else []
-    width = 0.8 / (len(predictors) + 1)
-    x = np.arange(len(names))
-    for i, pred in enumerate(predictors):
-        vals = [predictions[n]["marginal_auc"].get(pred) or np.nan for n in names]
-        ax.bar(x + i * width, vals, width, label=pred)
-    ax.bar(x + len(predictors) * width, [predictions[n].get("auc") or np.nan for n in names], width,
-           color="black", label="logistic regression (CV)")
-    ax.axhline(0.5, color="grey", lw=0.5, ls="--")
-    ax.set_xticks(x + 0.4 - width / 2, names, rotation=45, ha="right", fontsize=7)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("ROC AUC for predicting survival")
-    ax.set_title("Which FP statistics predict survival")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if not names:
+        return _empty("predictability")
+    predictors = list(predictions[names[0]]["predictors"])
+    columns = predictors + ["logistic regression (CV)"]
+    values = np.array([[predictions[n]["marginal_auc"].get(p) or np.nan for p in predictors]
+                       + [predictions[n].get("auc") or np.nan] for n in names], dtype=float)
+    few = np.array([min(predictions[n]["n_survived"], predictions[n]["n_not_survived"]) < MIN_CLASS for n in names])
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 3, 0.32 * len(names) + 1.8))
+    shown = np.where(few[:, None], np.nan, values)
+    im = ax.imshow(shown, cmap="viridis", vmin=0.5, vmax=1.0, aspect="auto")
+    for i, n in enumerate(names):
+        for j in range(len(columns)):
+            v = values[i, j]
+            text = "n/a" if np.isnan(v) else f"{v:.2f}"
+            if few[i]:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#eeeeee", hatch="///",
+                                           edgecolor="#bbbbbb", lw=0))
+                ax.text(j, i, text, ha="center", va="center", fontsize=6, color="#888888", style="italic")
+            else:
+                ax.text(j, i, text, ha="center", va="center", fontsize=6,
+                        color="white" if not np.isnan(v) and v < 0.8 else "black")
+    ylabels = [f"{n}  ({predictions[n]['n_not_survived']} not survived)" for n in names]
+    ax.set_yticks(range(len(names)), ylabels, fontsize=7)
+    ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right", fontsize=7)
+    fig.colorbar(im, ax=ax, label="ROC AUC for predicting survival (0.5 = chance)", shrink=0.8)
+    ax.set_title(f"Which FP statistics predict survival (hatched: < {MIN_CLASS} features in a class)", fontsize=9)
     return fig
 
 
@@ -98,10 +211,13 @@ def overlap_plot(overlaps: dict[str, dict]):
     fig, ax = plt.subplots(figsize=(6, 4))
     names = list(overlaps)
     x = np.arange(len(names))
-    ax.bar(x - 0.2, [overlaps[n]["jaccard"] for n in names], 0.4, label="Jaccard (not-survived sets)")
-    ax.bar(x + 0.2, [overlaps[n]["spearman"] for n in names], 0.4, label="Spearman (damage 1-r)")
+    ax.bar(x - 0.2, [overlaps[n]["jaccard"] for n in names], 0.4, label="Jaccard (not-survived sets)", color="#264653")
+    ax.bar(x + 0.2, [overlaps[n]["spearman"] for n in names], 0.4, label="Spearman (damage 1-r)", color="#e9c46a")
     for i, n in enumerate(names):
         ax.annotate(f"s={overlaps[n]['matched_sparsity']:.2f}", (i, 0.02), ha="center", fontsize=7)
+        union = overlaps[n]["n_not_survived_quantized"] + overlaps[n]["n_not_survived_pruned"]
+        if union < MIN_CLASS:
+            ax.annotate(f"only {union}\nnot survived", (i - 0.2, 0.1), ha="center", fontsize=6, color="grey")
     ax.set_xticks(x, names)
     ax.set_ylim(0, 1.05)
     ax.set_title("Quantization vs matched-perplexity pruning")
@@ -119,13 +235,19 @@ def _empty(title: str):
 def make_figures(summary_csv, variants, survival_paths, predict_paths, quantized, overlap_paths, outputs) -> None:
     """The `figures` rule: every figure in FIGURES, as each of the requested output files."""
     summary = pd.read_csv(summary_csv)
+    summary["vs_reference"] = summary.vs_reference.fillna("")
+    fp = summary[summary.variant == "fp"].bits_per_weight
+    reference_bits = float(fp.iloc[0]) if len(fp) and pd.notna(fp.iloc[0]) else None
+    families = dict(zip(summary.variant, summary.family))
     tables = {v: read_table(p, columns=["r", "status"]).to_pandas() for v, p in zip(variants, survival_paths) if v != "fp"}
     preds = {v: read_json(p) for v, p in zip(variants, predict_paths) if v != "fp"}
     overlaps = {q: read_json(p) for q, p in zip(quantized, overlap_paths)}
     builders = {
         "survival_by_bits": lambda: survival_by_bits(summary) if (summary.kind == "rtn").any() else _empty("survival"),
         "perplexity_vs_damage": lambda: perplexity_vs_damage(summary),
-        "r_histogram": lambda: r_histogram(tables) if tables else _empty("r histogram"),
+        "bits_per_weight": lambda: (bits_per_weight(summary, reference_bits)
+                                    if summary.bits_per_weight.notna().sum() > 1 else _empty("bits per weight")),
+        "r_histogram": lambda: r_histogram(tables, families) if tables else _empty("r histogram"),
         "predictor_auc": lambda: predictor_auc(preds) if preds else _empty("predictability"),
         "overlap": lambda: overlap_plot(overlaps) if overlaps else _empty("overlap"),
     }

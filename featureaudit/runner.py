@@ -8,19 +8,38 @@ global config: a setting a rule uses is then always one of its rerun triggers) a
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
+import time
 import traceback
+
+#: Seconds between two lines of the same progress bar in a log.
+PROGRESS_INTERVAL_S = 15.0
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class _LogStream:
-    """Writes to the console and the rule's log; progress redraws (carriage returns) become
-    lines of their own, since neither a log file nor Snakemake's shared console is a terminal."""
+    """Writes to the console and the rule's log. Neither a log file nor Snakemake's shared
+    console is a terminal, so a progress bar's redraws (carriage returns, cursor moves: ours
+    and the libraries' tqdm bars alike) become one line per bar every PROGRESS_INTERVAL_S,
+    plus its last."""
 
     def __init__(self, *streams):
         self.streams = streams
+        self.last: dict[str, float] = {}
 
     def write(self, s):
-        s = s.replace("\r", "\n").replace("\n\n", "\n")
+        if "\r" in s or "\x1b" in s:
+            line = _ANSI.sub("", s).replace("\r", "").strip()
+            if not line:
+                return
+            bar = line.split(":")[0][:60]
+            now = time.monotonic()
+            if "100%" not in line and now - self.last.get(bar, -PROGRESS_INTERVAL_S) < PROGRESS_INTERVAL_S:
+                return
+            self.last[bar] = now
+            s = line + "\n"
         for st in self.streams:
             st.write(s)
             st.flush()
@@ -41,6 +60,9 @@ def run_step(snakemake, step, *args, **kwargs):
     from .errors import AuditError
 
     torch.set_num_threads(max(1, int(snakemake.threads)))
+    # torchao (imported by transformers when installed) warns on every start that its CUDA
+    # kernels do not load on a CPU build: harmless, and noise in every log.
+    logging.getLogger("torchao").setLevel(logging.ERROR)
     log = open(snakemake.log[0], "w") if snakemake.log else None
     if log:
         sys.stderr = _LogStream(sys.__stderr__, log)

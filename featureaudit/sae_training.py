@@ -15,12 +15,12 @@ import torch
 from .config import CaptureSettings, ModelRun, SaeConfig, SaeTraining
 from .errors import AuditError
 from .io import atomic_dir
-from .progress import log, progress_bar
+from .progress import log
 from .sae import check_hook, load_sae, sae_metadata
 
 
 def train_sae(acts: np.ndarray, out_dir, hook_name: str, model_name: str, context_size: int,
-              prepend_bos: bool, cfg: SaeTraining = SaeTraining(), device="cpu", progress: bool = True):
+              prepend_bos: bool, cfg: SaeTraining = SaeTraining(), device="cpu"):
     """Train a TopK SAE on (n, d_in) activations with SAELens and save the inference model."""
     from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.config import SAETrainerConfig
@@ -42,8 +42,8 @@ def train_sae(acts: np.ndarray, out_dir, hook_name: str, model_name: str, contex
     data = torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32))
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    def batches():
-        for _ in progress_bar(range(cfg.steps), desc="train SAE", unit="step", enabled=progress):
+    def batches():  # SAELens's trainer shows the progress
+        for _ in range(cfg.steps):
             idx = torch.randint(0, len(data), (cfg.batch_size,), generator=gen)
             yield data[idx].to(device)
 

@@ -1,6 +1,19 @@
-"""Compressed-variant names and their parameters, e.g. ``rtn-w4-g128``, ``mag-0.30``,
-``match-rtn-w4``. Pure Python (no torch): the Snakefile parses names on every start and in
-every cluster job."""
+"""Compressed-variant names and their parameters. Pure Python (no torch): the Snakefile parses
+names on every start and in every cluster job.
+
+  fp                       the full-precision reference
+  rtn-w{b}[-g{G}|-tensor][-asym]
+                           round-to-nearest to b bits: one scale per output channel, per group
+                           of G input columns, or per matrix (-tensor); symmetric unless -asym
+  gguf-{type}              a GGUF block format, made by gguf-py (q8_0 q5_1 q5_0 q4_1 q4_0 mxfp4)
+  bnb-{nf4|fp4}            bitsandbytes 4-bit, blocks of 64
+  ao-{w8a8|w4a8|fp8}       torchao: int8 weights and int8 per-token activations; int4 weights
+                           (groups of 32) and int8 activations; FP8 E4M3 weights and activations
+  ckpt-{name}              a checkpoint named in the config (a GGUF file, a transformers folder,
+                           possibly compressed-tensors), or one the workflow writes
+  mag-{s:.2f}[-global]     magnitude pruning to sparsity s, per matrix unless -global
+  match-{rtn variant}      magnitude pruning at the sparsity whose perplexity matches the variant
+"""
 
 from __future__ import annotations
 
@@ -11,13 +24,25 @@ from .errors import AuditError
 
 MIN_BITS, MAX_BITS = 2, 8
 
+#: GGUF block types gguf-py quantizes (byte-identical with llama.cpp's C quantizer).
+GGUF_TYPES = ("q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "mxfp4")
+BNB_TYPES = ("nf4", "fp4")
+TORCHAO_SCHEMES = ("w8a8", "w4a8", "fp8")
+#: Quantization blocks run along a matrix's input dimension, which must be a multiple of them.
+GGUF_BLOCK = 32
+BNB_BLOCK = 64  # over the flattened matrix: any shape works
+TORCHAO_W4_GROUP = 32
+
 
 @dataclass(frozen=True)
 class Variant:
-    kind: str  # "fp" | "rtn" | "magnitude" | "match"
+    kind: str  # "fp" | "rtn" | "gguf" | "bnb" | "torchao" | "checkpoint" | "magnitude" | "match"
     bits: int | None = None
     group_size: int | None = None
     symmetric: bool = True
+    per_tensor: bool = False  # rtn: one scale for the whole matrix
+    fmt: str | None = None  # gguf type, bnb type or torchao scheme
+    checkpoint: str | None = None  # kind "checkpoint": its name in the config
     sparsity: float | None = None
     scope: str = "layer"  # pruning threshold per layer or over all block weights
     matched_to: str | None = None  # for kind "match": the quantized variant it is matched to
@@ -27,10 +52,30 @@ class Variant:
             check_bits(self.bits)
             if self.group_size is not None and self.group_size <= 0:
                 raise AuditError(f"quantization group_size must be positive, got {self.group_size}")
+            if self.group_size and self.per_tensor:
+                raise AuditError("an RTN variant has groups or one scale per matrix, not both")
         if self.kind == "magnitude":
             check_sparsity(self.sparsity)
         if self.scope not in ("layer", "global"):
             raise AuditError(f"pruning scope must be 'layer' or 'global', got {self.scope!r}")
+
+    @property
+    def block(self) -> int | None:
+        """The width every quantized matrix's input dimension must be a multiple of, if any."""
+        if self.kind == "gguf":
+            return GGUF_BLOCK
+        if self.kind == "torchao" and self.fmt == "w4a8":
+            return TORCHAO_W4_GROUP
+        if self.kind == "rtn" and self.group_size:
+            return self.group_size
+        return None
+
+    @property
+    def family(self) -> str:
+        """What the figures group by: the tool or scheme that made the variant."""
+        if self.kind == "rtn":
+            return "rtn-tensor" if self.per_tensor else ("rtn-group" if self.group_size else "rtn")
+        return self.kind
 
     @property
     def name(self) -> str:
@@ -40,8 +85,17 @@ class Variant:
             return (
                 f"rtn-w{self.bits}"
                 + (f"-g{self.group_size}" if self.group_size else "")
+                + ("-tensor" if self.per_tensor else "")
                 + ("" if self.symmetric else "-asym")
             )
+        if self.kind == "gguf":
+            return f"gguf-{self.fmt}"
+        if self.kind == "bnb":
+            return f"bnb-{self.fmt}"
+        if self.kind == "torchao":
+            return f"ao-{self.fmt}"
+        if self.kind == "checkpoint":
+            return f"ckpt-{self.checkpoint}"
         if self.kind == "magnitude":
             return f"mag-{self.sparsity:.2f}" + ("-global" if self.scope == "global" else "")
         return f"match-{self.matched_to}"
@@ -59,10 +113,14 @@ def check_sparsity(sparsity) -> None:
 
 # The one definition of the name grammar: the Snakefile's wildcard constraints are built from
 # these patterns, and parse_variant reads names with them.
-QUANTIZED_PATTERN = r"rtn-w(\d+)(?:-g(\d+))?(-asym)?"
+QUANTIZED_PATTERN = r"rtn-w(\d+)(?:-g(\d+)|(-tensor))?(-asym)?"
+FORMAT_PATTERN = rf"gguf-({'|'.join(GGUF_TYPES)})|bnb-({'|'.join(BNB_TYPES)})|ao-({'|'.join(TORCHAO_SCHEMES)})"
+CHECKPOINT_PATTERN = r"ckpt-([A-Za-z0-9_]+)"
 PRUNED_PATTERN = r"mag-(\d*\.?\d+)(-global)?"
-VARIANT_PATTERN = f"fp|{QUANTIZED_PATTERN}|{PRUNED_PATTERN}|match-{QUANTIZED_PATTERN}"
+VARIANT_PATTERN = f"fp|{QUANTIZED_PATTERN}|{FORMAT_PATTERN}|{CHECKPOINT_PATTERN}|{PRUNED_PATTERN}|match-{QUANTIZED_PATTERN}"
 _RTN = re.compile(f"^{QUANTIZED_PATTERN}$")
+_FORMAT = re.compile(f"^{FORMAT_PATTERN}$")
+_CHECKPOINT = re.compile(f"^{CHECKPOINT_PATTERN}$")
 _MAG = re.compile(f"^{PRUNED_PATTERN}$")
 
 
@@ -70,12 +128,22 @@ def parse_variant(name: str) -> Variant:
     if name == "fp":
         return Variant("fp")
     if m := _RTN.match(name):
-        return Variant("rtn", bits=int(m[1]), group_size=int(m[2]) if m[2] else None, symmetric=not m[3])
+        return Variant("rtn", bits=int(m[1]), group_size=int(m[2]) if m[2] else None, per_tensor=bool(m[3]),
+                       symmetric=not m[4])
+    if m := _FORMAT.match(name):
+        kind = {"gguf": "gguf", "bnb": "bnb", "ao": "torchao"}[name.split("-", 1)[0]]
+        return Variant(kind, fmt=m[1] or m[2] or m[3])
+    if m := _CHECKPOINT.match(name):
+        return Variant("checkpoint", checkpoint=m[1])
     if m := _MAG.match(name):
         return Variant("magnitude", sparsity=float(m[1]), scope="global" if m[2] else "layer")
     if name.startswith("match-"):
         inner = parse_variant(name[len("match-"):])
         if inner.kind != "rtn":
-            raise AuditError(f"variant {name!r}: only quantized variants are matched to a pruning level")
+            raise AuditError(f"variant {name!r}: only RTN variants are matched to a pruning level")
         return Variant("match", matched_to=inner.name)
-    raise AuditError(f"unknown variant name {name!r}; expected fp, rtn-w<bits>[-g<size>][-asym], mag-<sparsity>")
+    raise AuditError(
+        f"unknown variant name {name!r}; expected fp, rtn-w<bits>[-g<size>|-tensor][-asym], "
+        f"gguf-<{'|'.join(GGUF_TYPES)}>, bnb-<{'|'.join(BNB_TYPES)}>, ao-<{'|'.join(TORCHAO_SCHEMES)}>, "
+        "ckpt-<name>, mag-<sparsity>"
+    )

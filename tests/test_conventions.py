@@ -57,6 +57,8 @@ def test_schema_and_config_dataclasses_agree():
     and nested sections excepted), so a key cannot be accepted and then ignored."""
     schema = config_docs.schema()
     for path, cls in config_docs.SECTIONS.items():
+        if cls is None:
+            continue
         keys = set(config_docs.section_schema(path, schema)["properties"])
         names = {f.name for f in fields(cls)} - ({"name"} if cls is ModelConfig else set())
         assert keys == names, f"{path or 'top level'}: schema-only {keys - names}, dataclass-only {names - keys}"

@@ -162,6 +162,10 @@ def test_nothing_to_do_after_a_complete_run(arch_project):
         (lambda c: c["models"]["tiny"].pop("hook"), "hook"),
         (lambda c: c["models"]["tiny"].update(hook="blocks.9.hook_resid_post"), "layers 0..3"),
         (lambda c: c["survival"].update(survived=0.9), "survival.survived"),
+        (lambda c: c["quantization"].update(group_size=48), "rtn-w8-g48 quantizes in blocks of 48"),
+        (lambda c: c.update(formats=["gguf-q3_k"]), "formats: unknown variant name 'gguf-q3_k'"),
+        (lambda c: c["models"]["tiny"].update(checkpoints={"x": {"path": "/nonexistent.gguf"}}),
+         "models.tiny.checkpoints.x.path"),
     ],
 )
 def test_bad_config_fails_at_start_up_in_one_line(tiny_project, mutate, key):

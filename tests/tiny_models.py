@@ -272,3 +272,72 @@ def tl_reference(model_dir: Path, hf_model, input_ids: torch.Tensor, hook_name: 
     ht = tl_model(model_dir, hf_model)
     _, cache = ht.run_with_cache(input_ids, names_filter=hook_name)
     return cache[hook_name]
+
+
+# ---------------------------------------------------------------- a tiny GGUF reference
+
+
+def _permute_rows(w, n_head: int):
+    """llama.cpp's q/k row order (convert_hf_to_gguf.py `LlamaModel.permute`); transformers'
+    GGUF loader undoes it."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_tiny_gguf(hf_dir: Path, out_file: Path) -> Path:
+    """The tiny Llama of `hf_dir` as an F32 GGUF file, written with gguf-py's GGUFWriter the way
+    llama.cpp's converter lays it out (names, q/k row order, BPE tokenizer metadata), so that
+    transformers loads it back to the same weights and tokenizer."""
+    import json
+
+    import gguf
+    import numpy as np
+    from transformers import AutoModelForCausalLM
+
+    hf_dir, out_file = Path(hf_dir), Path(out_file)
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+    c = model.config
+    assert type(model).__name__ == "LlamaForCausalLM", "write_tiny_gguf writes Llama models"
+    tok = json.loads((hf_dir / "tokenizer.json").read_text())
+    vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    special = {t["content"] for t in tok["added_tokens"]}
+
+    w = gguf.GGUFWriter(str(out_file), "llama")
+    w.add_block_count(c.num_hidden_layers)
+    w.add_context_length(c.max_position_embeddings)
+    w.add_embedding_length(c.hidden_size)
+    w.add_feed_forward_length(c.intermediate_size)
+    w.add_head_count(c.num_attention_heads)
+    w.add_head_count_kv(c.num_key_value_heads)
+    w.add_rope_freq_base(float(getattr(c, "rope_theta", None) or c.rope_parameters["rope_theta"]))
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    w.add_vocab_size(c.vocab_size)
+    w.add_rope_dimension_count(c.hidden_size // c.num_attention_heads)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list([t for t, _ in vocab])
+    w.add_token_types([gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t, _ in vocab])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(c.bos_token_id)
+    w.add_eos_token_id(c.eos_token_id)
+    w.add_pad_token_id(c.pad_token_id)
+    w.add_add_bos_token(False)
+
+    sd = {k: v.numpy() for k, v in model.state_dict().items()}
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    w.add_tensor("output.weight", sd["lm_head.weight"])
+    names = {"self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate",
+             "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
+             "post_attention_layernorm": "ffn_norm"}
+    for i in range(c.num_hidden_layers):
+        p = f"model.layers.{i}."
+        w.add_tensor(f"blk.{i}.attn_q.weight", _permute_rows(sd[p + "self_attn.q_proj.weight"], c.num_attention_heads))
+        w.add_tensor(f"blk.{i}.attn_k.weight", _permute_rows(sd[p + "self_attn.k_proj.weight"], c.num_key_value_heads))
+        for hf, g in names.items():
+            w.add_tensor(f"blk.{i}.{g}.weight", np.ascontiguousarray(sd[p + hf + ".weight"]))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out_file

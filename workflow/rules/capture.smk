@@ -1,9 +1,26 @@
+rule write_checkpoint:
+    input:
+        reference=get_reference_file,
+    output:
+        f"{R}/{{model}}/checkpoints/{{ckpt}}.gguf",
+    log:
+        "logs/{model}/checkpoints/{ckpt}.log",
+    conda:
+        ENV
+    params:
+        mix=get_mix,
+        code=script_code("write_checkpoint"),
+    script:
+        "../scripts/write_checkpoint.py"
+
+
 rule capture:
     input:
         tokens=f"{R}/{{model}}/tokens.parquet",
         reference=f"{R}/{{model}}/reference",
         sae=f"{R}/{{model}}/sae",
         matched=get_matched_json,
+        checkpoint=get_checkpoint,
     output:
         directory(f"{R}/{{model}}/activations/{{variant}}"),
     log:

@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from featureaudit.closure import closure_hash
 from featureaudit.config import as_params, load_config
 from featureaudit.errors import AuditError
+from featureaudit.models import resolve_path
 from featureaudit.outputs import FIGURES
 from featureaudit.preflight import preflight
 from featureaudit.variants import QUANTIZED_PATTERN, VARIANT_PATTERN
@@ -25,7 +26,6 @@ except AuditError as e:
 
 R = CFG.results
 MODELS = list(CFG.models)
-VARIANTS = CFG.variants()
 QUANTIZED = CFG.quantized()
 ENV = "../../envs/featureaudit.yaml"
 # Model jobs get half the cores each: on a small machine two single-threaded forwards side by
@@ -65,6 +65,14 @@ def get_sae_settings(wildcards):
     return as_params(CFG.models[wildcards.model].sae)
 
 
+def get_variants(wildcards):
+    return CFG.variants(wildcards.model)
+
+
+def get_mix(wildcards):
+    return CFG.models[wildcards.model].checkpoints[wildcards.ckpt].mix
+
+
 # --------------------------------------------------------------------------- inputs
 
 
@@ -74,16 +82,35 @@ def get_matched_json(wildcards):
     return []
 
 
+def get_checkpoint(wildcards):
+    """A ckpt- variant's file or folder: the user's, or the one write_checkpoint writes."""
+    if not wildcards.variant.startswith("ckpt-"):
+        return []
+    key = wildcards.variant[len("ckpt-") :]
+    ck = CFG.models[wildcards.model].checkpoints[key]
+    return resolve_path(ck.path) if ck.path else f"{R}/{wildcards.model}/checkpoints/{key}.gguf"
+
+
+def get_reference_file(wildcards):
+    return resolve_path(CFG.models[wildcards.model].path)
+
+
 def get_survival_all(wildcards):
-    return expand(f"{R}/{wildcards.model}/survival/{{variant}}.parquet", variant=VARIANTS)
+    return expand(
+        f"{R}/{wildcards.model}/survival/{{variant}}.parquet", variant=get_variants(wildcards)
+    )
 
 
 def get_metrics_all(wildcards):
-    return expand(f"{R}/{wildcards.model}/metrics/{{variant}}.json", variant=VARIANTS)
+    return expand(
+        f"{R}/{wildcards.model}/metrics/{{variant}}.json", variant=get_variants(wildcards)
+    )
 
 
 def get_predictability_all(wildcards):
-    return expand(f"{R}/{wildcards.model}/predictability/{{variant}}.json", variant=VARIANTS)
+    return expand(
+        f"{R}/{wildcards.model}/predictability/{{variant}}.json", variant=get_variants(wildcards)
+    )
 
 
 def get_overlap_all(wildcards):

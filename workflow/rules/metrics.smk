@@ -3,6 +3,7 @@ rule metrics:
         tokens=f"{R}/{{model}}/tokens.parquet",
         reference=f"{R}/{{model}}/reference",
         matched=get_matched_json,
+        checkpoint=get_checkpoint,
     output:
         f"{R}/{{model}}/metrics/{{variant}}.json",
     log:

@@ -14,7 +14,7 @@ rule summary:
     conda:
         ENV
     params:
-        variants=VARIANTS,
+        variants=get_variants,
         code=script_code("summary"),
     script:
         "../scripts/summary.py"
@@ -41,7 +41,7 @@ rule figures:
     conda:
         ENV
     params:
-        variants=VARIANTS,
+        variants=get_variants,
         quantized=QUANTIZED,
         code=script_code("figures"),
     script:

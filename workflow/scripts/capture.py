@@ -6,4 +6,5 @@ from featureaudit.runner import run_step
 p, i = snakemake.params, snakemake.input
 run_step(snakemake, capture_variant, snakemake.wildcards.variant, from_params(ModelRun, p.run),
          from_params(CaptureSettings, p.capture), p.pruning_scope, i.tokens, i.reference, i.sae,
-         snakemake.output[0], i.matched or None)
+         snakemake.output[0], i.matched or None,
+         i.checkpoint or None)
