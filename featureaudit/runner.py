@@ -9,6 +9,7 @@ global config: a setting a rule uses is then always one of its rerun triggers) a
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -55,11 +56,13 @@ class _LogStream:
 def run_step(snakemake, step, *args, **kwargs):
     """Run `step(*args, **kwargs)` with the rule's threads, its output going to the rule's log
     and the console; an AuditError ends the job with its one line, no traceback."""
-    import torch
-
     from .errors import AuditError
 
-    torch.set_num_threads(max(1, int(snakemake.threads)))
+    threads = max(1, int(snakemake.threads))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:  # not imported yet (table stages may never need it): it reads this when it is
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     # torchao (imported by transformers when installed) warns on every start that its CUDA
     # kernels do not load on a CPU build: harmless, and noise in every log.
     logging.getLogger("torchao").setLevel(logging.ERROR)
