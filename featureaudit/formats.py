@@ -69,11 +69,55 @@ def torchao_config(fmt: str):
 
 
 def torchao_quantize_(model: nn.Module, linears: list[nn.Linear], fmt: str) -> None:
-    """torchao's quantize_ on exactly the given linears (the blocks'; not the LM head)."""
+    """torchao's quantize_ on exactly the given linears (the blocks'; not the LM head). W8A8 on
+    a CPU runs as `W8A8Linear` (same quantization, float sums): torch's int8 matmul has no fast
+    CPU kernel (7-40x slower than fp32 on this project's machines)."""
     from torchao.quantization import quantize_
 
+    if fmt == "w8a8" and next(model.parameters()).device.type == "cpu":
+        for module in list(model.modules()):
+            for name, child in list(module.named_children()):
+                if any(child is lin for lin in linears):
+                    setattr(module, name, W8A8Linear(child))
+        return
     chosen = {id(lin) for lin in linears}
     quantize_(model, torchao_config(fmt), filter_fn=lambda module, fqn: id(module) in chosen)
+
+
+def _int8_symmetric(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values as float, scale) per row of the last dimension, by torchao's own primitives
+    with the settings of its Int8Tensor (symmetric, levels -128..127, float32 eps)."""
+    from torchao.quantization.quant_primitives import MappingType, choose_qparams_affine, quantize_affine
+
+    block = (1,) * (x.ndim - 1) + (x.shape[-1],)
+    scale, zero = choose_qparams_affine(x, MappingType.SYMMETRIC, block, torch.int8, quant_min=-128, quant_max=127,
+                                        eps=torch.finfo(torch.float32).eps, scale_dtype=torch.float32,
+                                        zero_point_dtype=torch.int8, keepdim=True)
+    q = quantize_affine(x, block, scale, zero, torch.int8, quant_min=-128, quant_max=127)
+    return q.to(torch.float32), scale
+
+
+class W8A8Linear(nn.Linear):
+    """torchao's W8A8 (Int8DynamicActivationInt8WeightConfig) with the integer matmul done in
+    float32: int8 x int8 products summed in float32 are exact while sums stay below 2**24, and
+    are then scaled in torchao's order (activation scale, then weight scale). `weight` holds the
+    dequantized weight (what `effective_weight` and the weight error read)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                         device=linear.weight.device, dtype=linear.weight.dtype)
+        qw, sw = _int8_symmetric(linear.weight.detach().float())
+        self.register_buffer("qw_t", qw.T.contiguous())
+        self.register_buffer("sw", sw.reshape(1, -1))
+        with torch.no_grad():
+            self.weight.copy_((qw * sw).to(self.weight.dtype))
+            if linear.bias is not None:
+                self.bias.copy_(linear.bias)
+
+    def forward(self, x):
+        qx, sx = _int8_symmetric(x.float())
+        y = (qx @ self.qw_t) * sx * self.sw
+        return (y if self.bias is None else y + self.bias).to(x.dtype)
 
 
 def effective_weight(linear: nn.Module) -> torch.Tensor:

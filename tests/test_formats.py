@@ -116,6 +116,25 @@ def test_gguf_bits_per_weight_is_gguf_py_block_size(qtype):
     assert formats.bits_per_weight(parse_variant(f"gguf-{qtype}"), 64, 64 * 64) == size * 8 / block
 
 
+def test_w8a8_on_cpu_equals_torchaos_int8_kernels(llama, ids):
+    """On a CPU the workflow sums the int8 products in float32 (torch's int8 matmul is slow
+    there); the hook activations equal those of torchao's own quantize_ with its int8 kernels."""
+    import copy
+
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    from featureaudit.capture import iter_activations
+
+    hook = "blocks.3.hook_resid_post"
+    kernels = copy.deepcopy(llama)
+    linears = {id(lin) for _, lin in block_linears(kernels)}
+    quantize_(kernels, Int8DynamicActivationInt8WeightConfig(), filter_fn=lambda m, fqn: id(m) in linears)
+    want = torch.cat(list(iter_activations(kernels, ids, hook)))
+    got = torch.cat(list(iter_activations(build_variant(llama, "ao-w8a8"), ids, hook)))
+    # int32 vs float32 sums of int8 products: equal while sums stay below 2**24 (here < 2**18)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
 def test_bits_per_weight_of_a_model_weights_the_matrices_by_size(llama):
     # RTN per channel, symmetric: b bits + one fp16 scale per row of width `in`.
     linears = [lin for _, lin in block_linears(llama)]

@@ -31,6 +31,9 @@ ENV = "../../envs/featureaudit.yaml"
 # Model jobs get half the cores each: on a small machine two single-threaded forwards side by
 # side get more done than one two-threaded forward (measured: 215 vs 147 tokens/s per job).
 HEAVY_THREADS = max(1, (workflow.cores or 2) // 2)
+# Every capture waits for the SAE, and nothing else can run beside it at first (the model jobs
+# need tokens.parquet, as it does): it trains with every core, before anything else (priority).
+ALL_THREADS = max(1, workflow.cores or 2)
 
 
 # --------------------------------------------------------------------------- rerun triggers

@@ -6,9 +6,10 @@ rule sae:
         directory(f"{R}/{{model}}/sae"),
     log:
         "logs/{model}/sae.log",
+    priority: 10
     conda:
         ENV
-    threads: HEAVY_THREADS
+    threads: ALL_THREADS
     resources:
         mem_mb=mem_mb("train_sae"),
         runtime=runtime("train_sae"),
