@@ -131,9 +131,11 @@ def bits_per_weight(summary: pd.DataFrame, reference_bits: float | None):
         ax.set_ylabel(ylabel)
         if col != "perplexity_change":
             ax.set_ylim(-1, max(5.0, 1.1 * float(s[col].max()) * 100))
-        elif (s[col].abs() * 100).max() > 50:
+        elif (s[col].abs() * 100).max() > 150:  # pruned variants can cost +300 %
             ax.set_yscale("symlog", linthresh=10)
             ax.set_ylabel(ylabel + ", log beyond 10 %")
+        else:
+            ax.margins(y=0.08)
     _label_points(axes[0], s.bits_per_weight.to_numpy(), (s.frac_survived * 100).to_numpy(), list(s.variant))
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
