@@ -29,7 +29,7 @@ from .hooks import parse_hook
 from .io import atomic_dir
 from .models import load_reference
 from .progress import log, progress_bar
-from .sae import check_bos, check_width, load_sae, sae_metadata, wants_centering
+from .sae import check_bos, check_width, saved_sae_metadata, wants_centering
 from .shards import shard_name, write_shard
 from .tokens import read_tokens
 
@@ -189,8 +189,8 @@ def capture_matrix(model: nn.Module, input_ids: torch.Tensor, capture: CaptureSe
 def capture_variant(variant: str, run: ModelRun, capture: CaptureSettings, pruning_scope: str,
                     tokens_path, ref_dir, sae_dir, out_dir, matched_json=None, checkpoint=None) -> None:
     """The `capture` rule: the variant's activations on the audit tokens, as shards."""
-    sae = load_sae(sae_dir, "cpu")
-    meta = sae_metadata(sae)
+    # The SAE's saved metadata is all capture needs: no SAELens import (~10 s a job here).
+    meta = saved_sae_metadata(sae_dir, key="the SAE")
     reference, tokenizer = load_reference(ref_dir, run)
     lm = build_variant(reference, variant, pruning_scope, matched_json, checkpoint, tokenizer)
     del reference
