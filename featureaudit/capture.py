@@ -26,6 +26,7 @@ from .compression import build_variant
 from .config import CaptureSettings, ModelRun
 from .errors import AuditError
 from .hooks import parse_hook
+from .integrity import verify_dir
 from .io import atomic_dir
 from .models import load_reference
 from .progress import log, progress_bar
@@ -190,7 +191,7 @@ def capture_variant(variant: str, run: ModelRun, capture: CaptureSettings, pruni
                     tokens_path, ref_dir, sae_dir, out_dir, matched_json=None, checkpoint=None) -> None:
     """The `capture` rule: the variant's activations on the audit tokens, as shards."""
     # The SAE's saved metadata is all capture needs: no SAELens import (~10 s a job here).
-    meta = saved_sae_metadata(sae_dir, key="the SAE")
+    meta = saved_sae_metadata(verify_dir(sae_dir), key="the SAE")
     reference, tokenizer = load_reference(ref_dir, run)
     lm = build_variant(reference, variant, pruning_scope, matched_json, checkpoint, tokenizer)
     del reference

@@ -153,6 +153,10 @@ def build_variant(reference: nn.Module, variant: str, pruning_scope: str = "laye
         from .checkpoints import check_tokenizer, load_checkpoint
 
         p = next(reference.parameters())
+        from .integrity import sidecar, verify_file
+
+        if sidecar(checkpoint).exists():  # written by the workflow (a mix), not the user's file
+            verify_file(checkpoint)
         model, tokenizer = load_checkpoint(checkpoint, p.dtype, p.device, key=variant)
         if reference_tokenizer is not None:
             check_tokenizer(reference_tokenizer, tokenizer, variant)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import AuditError
+from .errors import AuditError, Problems
 from .variants import GGUF_TYPES, Variant, check_bits, check_sparsity, parse_variant
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -315,21 +315,27 @@ def from_params(cls, raw: dict):
 
 
 def validate_schema(raw: dict) -> None:
+    """Every schema violation of the config, one line each (the most specific error per key)."""
     import jsonschema
 
     schema = yaml.safe_load(SCHEMA.read_text())
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(raw))
-    if error is None:
-        return
+    by_key: dict[tuple, list] = {}
+    for error in jsonschema.Draft202012Validator(schema).iter_errors(raw):
+        by_key.setdefault(tuple(error.absolute_path), []).append(error)
+    problems = Problems()
+    for path in sorted(by_key, key=lambda p: tuple(map(str, p))):
+        problems.add(_schema_line(jsonschema.exceptions.best_match(by_key[path])))
+    problems.raise_any()
+
+
+def _schema_line(error) -> str:
     key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
         where = f"{key}." if error.absolute_path else ""
-        raise AuditError(f"config key {where}{extra[0] if extra else '?'} is unknown; allowed here: {', '.join(allowed)}")
-    if error.validator == "required":
-        raise AuditError(f"config key {key}: {error.message}")
-    raise AuditError(f"config key {key}: {error.message}")
+        return f"config key {where}{extra[0] if extra else '?'} is unknown; allowed here: {', '.join(allowed)}"
+    return f"config key {key}: {error.message}"
 
 
 def _build(cls, raw: dict | None, **extra):
@@ -354,32 +360,68 @@ def _formats(names: list) -> tuple:
 
 
 def load_config(raw: dict) -> AuditConfig:
+    """The typed config; every mistake found is reported at once (AuditError, one per line)."""
     validate_schema(raw)
+    problems = Problems()
     models = {}
     for name, m in raw["models"].items():
         sae_raw = dict(m["sae"])
-        sae = _build(SaeConfig, {k: v for k, v in sae_raw.items() if k != "train"},
-                     train=_build(SaeTraining, sae_raw.get("train")))
-        checkpoints = {k: _build(CheckpointConfig, v) for k, v in (m.get("checkpoints") or {}).items()}
-        models[name] = _build(ModelConfig, {k: v for k, v in m.items() if k not in ("sae", "checkpoints")}, name=name,
-                              sae=sae, checkpoints=checkpoints)
-    cfg = AuditConfig(
-        models=models,
-        results=raw.get("results", "results"),
-        device=raw.get("device", "auto"),
-        corpus=_build(CorpusConfig, raw.get("corpus")),
-        quantization=_build(QuantizationConfig, raw.get("quantization")),
-        formats=_formats(raw.get("formats") or []),
-        pruning=_build(PruningConfig, raw.get("pruning")),
-        survival=_build(Thresholds, raw.get("survival")),
-        evaluation=_build(EvaluationConfig, raw.get("evaluation")),
-        predictability=_build(PredictabilityConfig, raw.get("predictability")),
-        gate=_build(GateConfig, raw.get("gate")),
-    )
+        train = problems.check(_build, SaeTraining, sae_raw.get("train"), prefix=f"models.{name}.sae.train: ")
+        sae = problems.check(_build, SaeConfig, {k: v for k, v in sae_raw.items() if k != "train"},
+                             train=train or SaeTraining())
+        checkpoints = {k: problems.check(_build, CheckpointConfig, v, prefix=f"models.{name}.checkpoints.{k}: ")
+                       for k, v in (m.get("checkpoints") or {}).items()}
+        if sae is None or None in checkpoints.values():
+            continue
+        model = problems.check(_build, ModelConfig, {k: v for k, v in m.items() if k not in ("sae", "checkpoints")},
+                               name=name, sae=sae, checkpoints=checkpoints)
+        if model is not None:
+            models[name] = model
+    sections = {
+        "corpus": CorpusConfig, "quantization": QuantizationConfig, "pruning": PruningConfig,
+        "survival": Thresholds, "evaluation": EvaluationConfig, "predictability": PredictabilityConfig,
+        "gate": GateConfig,
+    }
+    built = {key: problems.check(_build, cls, raw.get(key)) for key, cls in sections.items()}
+    formats = problems.check(_formats, raw.get("formats") or [])
+    problems.raise_any()
+    cfg = AuditConfig(models=models, results=raw.get("results", "results"), device=raw.get("device", "auto"),
+                      formats=formats, **built)
     for name in cfg.models:
         names = cfg.variants(name)
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise AuditError(f"variant {twice[0]} is asked for twice (quantization.bits and formats?); list it once")
+            problems.add(f"variant {twice[0]} is asked for twice (quantization.bits and formats?); list it once")
+    problems.raise_any()
     return cfg
 
+
+def cross_field_problems(cfg: AuditConfig) -> list[str]:
+    """Rules between settings that no single key's schema can state."""
+    out = []
+    c, e = cfg.corpus, cfg.evaluation
+    for name, m in cfg.models.items():
+        t = m.sae.train
+        if m.sae.source != "train":
+            continue
+        key = f"models.{name}.sae.train"
+        if t.k >= t.d_sae:
+            out.append(f"{key}: k ({t.k}) must be below d_sae ({t.d_sae}); lower k or raise d_sae")
+        usable = c.sae_train_tokens - (c.sae_train_tokens // c.context_length if m.exclude_bos else 0)
+        if t.batch_size > usable:
+            out.append(f"{key}.batch_size ({t.batch_size}) is more than the {usable} activations of "
+                       f"corpus.sae_train_tokens ({c.sae_train_tokens}); raise corpus.sae_train_tokens or lower the batch")
+    window = e.window or c.context_length
+    if e.stride is not None and e.stride > window:
+        out.append(f"evaluation.stride ({e.stride}) is longer than the window ({window}); tokens between windows would "
+                   "never be scored: lower evaluation.stride")
+    if e.n_tokens < c.context_length:
+        out.append(f"evaluation.n_tokens ({e.n_tokens}) is less than one sequence (corpus.context_length "
+                   f"{c.context_length}); raise it")
+    if cfg.pruning.match and cfg.pruning.match_tokens > e.n_tokens:
+        out.append(f"pruning.match_tokens ({cfg.pruning.match_tokens}) is more than the held-out tokens "
+                   f"(evaluation.n_tokens {e.n_tokens}); lower it or raise evaluation.n_tokens")
+    if c.n_tokens < c.context_length:
+        out.append(f"corpus.n_tokens ({c.n_tokens}) is less than one sequence (corpus.context_length "
+                   f"{c.context_length}); raise it")
+    return out

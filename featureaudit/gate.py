@@ -11,6 +11,9 @@ import sys
 
 import pandas as pd
 
+from .errors import AuditError
+from .integrity import sidecar, verify_file
+
 
 REQUIRED = ("variant", "n_active", "frac_survived", "frac_damaged", "perplexity")
 
@@ -39,8 +42,10 @@ def main(argv=None) -> int:
     ap.add_argument("--max-damaged", type=float, default=0.2)
     args = ap.parse_args(argv)
     try:
+        if sidecar(args.summary).exists():  # the workflow's own summary: check it was not damaged
+            verify_file(args.summary)
         ok, msg = check(pd.read_csv(args.summary), args.variant, args.min_survived, args.max_damaged)
-    except (OSError, KeyError, ValueError) as e:  # ValueError: pandas' ParserError, EmptyDataError; non-numbers
+    except (AuditError, OSError, KeyError, ValueError) as e:  # ValueError: pandas' ParserError, EmptyDataError; non-numbers
         print(f"featureaudit-gate: {e}", file=sys.stderr)
         return 2
     print(msg)

@@ -10,17 +10,30 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import AuditError
+from .integrity import seal_dir, seal_file, verify_file
+
+
+def remove_leftovers(path: Path) -> None:
+    """Temporaries of an earlier write of `path` that was killed (SIGKILL skips the cleanup
+    below). Snakemake runs one job per output at a time, so none of them is still in use."""
+    for pattern in (f".{path.name}.*.tmp", f"..{path.name}.sha256.*.tmp"):
+        for old in path.parent.glob(pattern):
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+def atomic_path(path: str | os.PathLike, seal: bool = True):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+    `seal` records its checksum first (integrity.py): what every result file carries."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        if seal:
+            seal_file(tmp, path)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -29,12 +42,15 @@ def atomic_path(path: str | os.PathLike):
 
 @contextmanager
 def atomic_dir(path: str | os.PathLike):
-    """Yield a temporary directory beside `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temporary directory beside `path`; it replaces `path` only if the block succeeds,
+    with a manifest of its files' checksums written last (its completion marker)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        seal_dir(tmp)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -54,7 +70,11 @@ def _plain(x):
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-def read_json(path) -> dict:
+def read_json(path, verify: bool = True) -> dict:
+    """A JSON output, checked against its checksum (`verify=False` for a file inside a
+    directory output the caller has verified as a whole)."""
+    if verify:
+        verify_file(path)
     try:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -74,16 +94,19 @@ def read_table(path, columns=None):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    verify_file(path)
     try:
         return pq.read_table(path, columns=columns, page_checksum_verification=True)
     except (OSError, pa.ArrowException) as e:
         raise AuditError(f"{path} is corrupt or unreadable ({_first_line(e)}); delete it and rerun to recompute it") from None
 
 
-def open_parquet(path):
+def open_parquet(path, verify: bool = True):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if verify:
+        verify_file(path)
     try:
         return pq.ParquetFile(path, page_checksum_verification=True)
     except (OSError, pa.ArrowException) as e:

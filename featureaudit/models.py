@@ -19,6 +19,7 @@ from pathlib import Path
 from .architecture import hidden_size, n_layers
 from .config import ModelRun, ModelSource
 from .errors import AuditError
+from .integrity import verify_dir
 from .io import atomic_dir, read_json
 from .progress import log
 
@@ -56,7 +57,10 @@ def _where(source: str, path: str, name: str) -> tuple[str, dict]:
             raise AuditError(f"models.{name}.path: GGUF file {file} does not exist")
         return str(file.parent), {"gguf_file": file.name}
     if source == "hf":
-        return resolve_path(path), {}
+        where = resolve_path(path)
+        # A local folder loads from safetensors only: pickled weights (.bin) can run code.
+        # (Hub downloads keep transformers' default: weights_only unpickling.)
+        return where, ({"use_safetensors": True} if os.path.isdir(where) else {})
     raise AuditError(f"models.{name}.source must be gguf or hf, got {source!r}")
 
 
@@ -64,6 +68,7 @@ def load_tokenizer(source: str, path: str, name: str = "<name>"):
     from transformers import AutoTokenizer
 
     where, extra = _where(source, path, name)
+    extra.pop("use_safetensors", None)  # a tokenizer has no weights
     with _load_errors(source, where, name):
         return AutoTokenizer.from_pretrained(where, **extra)
 
@@ -142,14 +147,14 @@ def make_reference(source: ModelSource, out_dir) -> None:
 
 def reference_record(ref_dir) -> dict:
     """What make_reference recorded: source, path, shape, how the weights are stored."""
-    return read_json(Path(ref_dir) / POINTER)
+    return read_json(verify_dir(ref_dir) / POINTER, verify=False)
 
 
 def load_reference(ref_dir, run: ModelRun):
     """(model, tokenizer) as recorded by `make_reference`, on the run's device and dtype."""
     from .device import resolve_device, resolve_dtype
 
-    pointer = read_json(Path(ref_dir) / POINTER)
+    pointer = reference_record(ref_dir)
     device = resolve_device(run.device)
     dtype = resolve_dtype(run.dtype, device)
     if pointer.get("local"):

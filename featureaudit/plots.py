@@ -13,10 +13,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+# Figures are outputs like any other: the same inputs give the same bytes (SVG ids are
+# otherwise salted with a random UUID, and SVG and PDF carry the date).
+matplotlib.rcParams["svg.hashsalt"] = "featureaudit"
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .integrity import verify_file  # noqa: E402
 from .io import atomic_path, read_json, read_table  # noqa: E402
 from .outputs import FIGURES  # noqa: E402
 
@@ -39,7 +43,7 @@ MIN_CLASS = 10
 def _save(fig, paths: list[str]) -> None:
     for p in paths:
         with atomic_path(p) as tmp:
-            fig.savefig(tmp, format=Path(p).suffix[1:], dpi=130, bbox_inches="tight")
+            fig.savefig(tmp, format=Path(p).suffix[1:], dpi=130, bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
 
 
@@ -236,7 +240,7 @@ def _empty(title: str):
 
 def make_figures(summary_csv, variants, survival_paths, predict_paths, quantized, overlap_paths, outputs) -> None:
     """The `figures` rule: every figure in FIGURES, as each of the requested output files."""
-    summary = pd.read_csv(summary_csv)
+    summary = pd.read_csv(verify_file(summary_csv))
     summary["vs_reference"] = summary.vs_reference.fillna("")
     fp = summary[summary.variant == "fp"].bits_per_weight
     reference_bits = float(fp.iloc[0]) if len(fp) and pd.notna(fp.iloc[0]) else None

@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AuditError
+from .integrity import verify_dir
 
 
-def load_sae(path, device="cpu"):
-    """The SAE in a folder saved by SAELens, in eval mode, gradients off."""
+def load_sae(path, device="cpu", output: bool = True):
+    """The SAE in a folder saved by SAELens, in eval mode, gradients off. `output`: the folder
+    is the workflow's own (results/<model>/sae), checked against its manifest first."""
     from sae_lens import SAE
 
     path = Path(path)
+    if output:
+        verify_dir(path)
     if not (path / "cfg.json").exists():
         raise AuditError(f"{path} is not a folder saved by SAELens (no cfg.json); set the SAE path to one")
     try:

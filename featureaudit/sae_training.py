@@ -9,6 +9,9 @@ All three end in a SAELens folder (results/<model>/sae) that every later job loa
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -58,7 +61,15 @@ def train_sae(acts: np.ndarray, out_dir, hook_name: str, model_name: str, contex
     SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=batches()).fit()
     with atomic_dir(out_dir) as tmp:
         sae.save_inference_model(str(tmp))
+        sorted_cfg(tmp)
     return load_sae(out_dir, device)
+
+
+def sorted_cfg(folder) -> None:
+    """SAELens writes cfg.json's keys in an order that varies between runs; sorted, the same
+    SAE gives the same bytes (a rerun after a kill is compared byte for byte)."""
+    cfg = Path(folder) / "cfg.json"
+    cfg.write_text(json.dumps(json.loads(cfg.read_text()), sort_keys=True))
 
 
 def fraction_variance_unexplained(sae, acts: np.ndarray, batch: int = 4096) -> float:
@@ -99,7 +110,7 @@ def make_sae(run: ModelRun, capture: CaptureSettings, sae_cfg: SaeConfig, contex
         log(f"SAE trained: FVU {fvu:.3f} on training activations")
         return
     if sae_cfg.source == "disk":
-        sae = load_sae(sae_cfg.path, device)
+        sae = load_sae(sae_cfg.path, device, output=False)
     else:
         from .sae_pretrained import load_pretrained_sae
 
@@ -107,3 +118,4 @@ def make_sae(run: ModelRun, capture: CaptureSettings, sae_cfg: SaeConfig, contex
     check_hook(sae_metadata(sae)["hook_name"], capture.hook, run.name)
     with atomic_dir(out_dir) as tmp:
         sae.save_model(str(tmp))
+        sorted_cfg(tmp)

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import AuditError
+from .integrity import verify_dir
 from .io import open_parquet
 
 
@@ -32,6 +33,7 @@ def write_shard(path: Path, tok: np.ndarray, acts: np.ndarray, hook_name: str) -
 
 
 def shard_paths(act_dir) -> list[Path]:
+    verify_dir(act_dir)
     paths = sorted(Path(act_dir).glob("shard-*.parquet"))
     if not paths:
         raise AuditError(f"{act_dir} holds no activation shards; delete it and rerun to recompute it")
@@ -42,7 +44,7 @@ def iter_activation_shards(act_dir) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yields (token_index (n,), activations (n, d) float32) per shard, in token order."""
     for path in shard_paths(act_dir):
         try:
-            table = open_parquet(path).read()  # a damaged page raises OSError here, not on open
+            table = open_parquet(path, verify=False).read()  # a damaged page raises OSError here, not on open
             col = table.column("act").combine_chunks()
             d = col.type.list_size
             acts = col.values.to_numpy(zero_copy_only=False).reshape(-1, d)

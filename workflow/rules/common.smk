@@ -7,6 +7,8 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from featureaudit.closure import closure_hash
 from featureaudit.config import as_params, load_config
 from featureaudit.errors import AuditError
+from featureaudit.integrity import scan
+from featureaudit.locks import clear_stale_lock
 from featureaudit.models import resolve_path
 from featureaudit.outputs import FIGURES
 from featureaudit.preflight import preflight
@@ -16,13 +18,31 @@ if not config:
     sys.exit(
         "featureaudit: no config given; pass --configfile config.yaml (or use --profile profiles/default)"
     )
+
+
+def fail(error):
+    """Every problem found, one line each, no traceback; Snakemake exits non-zero."""
+    sys.exit("\n".join(f"featureaudit: {line}" for line in str(error).splitlines()))
+
+
 try:
-    # load_config validates against workflow/schemas/config.schema.yaml (one-line errors
-    # naming the key), then builds the typed config; preflight checks the models and SAEs.
+    # load_config validates against workflow/schemas/config.schema.yaml and the cross-field
+    # rules; preflight checks files, models, SAEs, corpus, device and results folder. Each
+    # collects every problem, so a config with five mistakes fails once, with five lines.
     CFG = load_config(config)
-    SHAPES = preflight(CFG)
+    SHAPES = preflight(CFG, local=workflow.local_exec)
 except AuditError as e:
-    sys.exit(f"featureaudit: {e}")
+    fail(e)
+
+if workflow.is_main_process:
+    # Only the process the user started: jobs (on a cluster, each re-reads this file) would
+    # race with outputs being renamed into place.
+    note = clear_stale_lock()
+    if note:
+        print(f"featureaudit: {note}", file=sys.stderr)
+    damaged = scan(CFG.results, full=False)
+    if damaged:
+        fail("\n".join(d.line() for d in damaged))
 
 R = CFG.results
 MODELS = list(CFG.models)
