@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from featureaudit.integrity import seal_dir, seal_file
 from featureaudit.config import load_config
 from featureaudit.errors import AuditError
 from featureaudit.tokens import SPLITS, TokenBudget, pydoc_text, read_tokens, tokenize_to_sequences, write_tokens
@@ -328,6 +329,7 @@ def test_read_tokens_missing_split_and_corrupt_file(tok, text, tmp_path):
     one_line_error(e, "bad.parquet")
     other = tmp_path / "other.parquet"
     pq.write_table(pa.table({"ids": [[1, 2]]}), other)
+    seal_file(other, other)  # intact, just not a tokens table
     with pytest.raises(AuditError) as e:
         read_tokens(other, "audit")
     one_line_error(e, "input_ids")

@@ -75,7 +75,7 @@ def test_closures_are_cut_small():
         assert not {"featureaudit.plots", "featureaudit.survival", "featureaudit.summary"} & closures[rule], rule
     assert "featureaudit.device" in closures["capture"] and "featureaudit.device" in closures["metrics"]
     assert closures["figures"] <= {"featureaudit", "featureaudit.plots", "featureaudit.io", "featureaudit.errors",
-                                   "featureaudit.outputs", "featureaudit.runner"}
+                                   "featureaudit.outputs", "featureaudit.runner", "featureaudit.integrity"}
 
 
 @pytest.mark.slow
