@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CORES  ?= 2
 
-.PHONY: run test setup clean
+.PHONY: run test verify setup clean
 
 $(VENV)/.installed: envs/requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,12 @@ run: setup
 
 test: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH python -m pytest -q tests
+
+# Check every output against the checksum recorded when it was written (README: "When
+# something goes wrong"); RESULTS is the config's results folder.
+RESULTS ?= results
+verify: setup
+	$(VENV)/bin/featureaudit-verify $(RESULTS)
 
 clean:
 	rm -rf results .snakemake

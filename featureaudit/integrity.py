@@ -92,24 +92,36 @@ def remedy(path) -> str:
 # --------------------------------------------------------------------------- checks
 
 
+def _recorded(listing: Path, absent: str) -> tuple[dict[str, str], int] | str:
+    """(name -> digest, the listing's mtime) of a checksum file, or why it cannot be used."""
+    try:
+        return _parse(listing.read_text()), listing.stat().st_mtime_ns
+    except FileNotFoundError:
+        return absent
+    except (OSError, ValueError):
+        return f"has an unreadable checksum file {listing.name}"
+
+
+def _mismatch(file: Path, digest: str, since_ns: int, full: bool) -> bool:
+    """Whether `file` differs from `digest`; `full=False` trusts a file not modified since."""
+    if not full and file.stat().st_mtime_ns <= since_ns:
+        return False
+    return sha256_of(file) != digest
+
+
 def file_problem(path, full: bool = True) -> str | None:
     """Why a file output cannot be trusted, or None. `full=False` hashes only a file modified
     after its checksum was written."""
-    path, side = Path(path), sidecar(path)
+    path = Path(path)
     if not path.is_file():
         return "is missing"
-    try:
-        recorded = _parse(side.read_text())
-        side_mtime = side.stat().st_mtime_ns
-    except FileNotFoundError:
-        return "has no checksum (it was not written completely by this workflow)"
-    except (OSError, ValueError):
-        return f"has an unreadable checksum file {side.name}"
+    listing = _recorded(sidecar(path), "has no checksum (it was not written completely by this workflow)")
+    if isinstance(listing, str):
+        return listing
+    recorded, since = listing
     if path.name not in recorded:
-        return f"is not named in its checksum file {side.name}"
-    if not full and path.stat().st_mtime_ns <= side_mtime:
-        return None
-    if sha256_of(path) != recorded[path.name]:
+        return f"is not named in its checksum file {sidecar(path).name}"
+    if _mismatch(path, recorded[path.name], since, full):
         return "is damaged (its checksum differs from the one recorded when it was written)"
     return None
 
@@ -117,23 +129,16 @@ def file_problem(path, full: bool = True) -> str | None:
 def dir_problem(folder, full: bool = True) -> str | None:
     """Why a directory output cannot be trusted, or None."""
     folder = Path(folder)
-    manifest = folder / MANIFEST
     if not folder.is_dir():
         return "is missing"
-    try:
-        recorded = _parse(manifest.read_text())
-        manifest_mtime = manifest.stat().st_mtime_ns
-    except FileNotFoundError:
-        return f"is incomplete (no {MANIFEST}: the job that wrote it did not finish)"
-    except (OSError, ValueError):
-        return f"has an unreadable {MANIFEST}"
+    listing = _recorded(folder / MANIFEST, f"is incomplete (no {MANIFEST}: the job that wrote it did not finish)")
+    if isinstance(listing, str):
+        return listing
+    recorded, since = listing
     for name, digest in recorded.items():
-        p = folder / name
-        if not p.is_file():
+        if not (folder / name).is_file():
             return f"is damaged ({name} is missing)"
-        if not full and p.stat().st_mtime_ns <= manifest_mtime:
-            continue
-        if sha256_of(p) != digest:
+        if _mismatch(folder / name, digest, since, full):
             return f"is damaged ({name}: its checksum differs from the one recorded when it was written)"
     return None
 
