@@ -256,10 +256,11 @@ def uninterrupted(tmp_path_factory, tiny_models) -> TinyProject:
     return project
 
 
-def run_until(project: TinyProject, rule: str, glob: str | None, log: Path) -> str:
+def run_until(project: TinyProject, rule: str, writing: str | None, written: str | None, log: Path) -> str:
     """Start the README's run command in its own process group and SIGKILL the whole group (a
-    lost node) once `rule` has started and, if given, a temporary file matching `glob` exists
-    (the job is writing). Returns where the kill landed."""
+    lost node) once `rule` has started and, if given, a temporary file matching `writing`
+    exists (the job is writing its output), or, should the write be too quick to see, once
+    `written` exists (the output has just been renamed into place). Returns where it landed."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(project.workdir),
            "--configfile", str(project.config_path), "--cores", "2"]
     with open(log, "w") as out:
@@ -270,10 +271,12 @@ def run_until(project: TinyProject, rule: str, glob: str | None, log: Path) -> s
             if proc.poll() is not None:
                 raise AssertionError(f"the run ended before the kill point {rule}:\n{log.read_text()[-3000:]}")
             if f"rule {rule}:" in log.read_text():
-                if glob is None:
+                if writing is None:
                     where = f"{rule} starting"
-                elif list(project.workdir.glob(glob)):
-                    where = f"{rule} writing {glob}"
+                elif list(project.workdir.glob(writing)):
+                    where = f"{rule} writing {writing}"
+                elif list(project.workdir.glob(written)):
+                    where = f"{rule} just written ({written})"
             time.sleep(0.002)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -285,11 +288,12 @@ def run_until(project: TinyProject, rule: str, glob: str | None, log: Path) -> s
 def test_hard_kills_resume_to_byte_identical_results(uninterrupted, tiny_models, tmp_path):
     project = kill_project(tmp_path / "killed", tiny_models)
     results = project.workdir / "results"
-    kills = [("capture", "results/tiny/activations/.*.tmp"), ("encode", "results/tiny/codes/.*.tmp"),
-             ("summary", None)]
+    kills = [("capture", "results/tiny/activations/.*.tmp", "results/tiny/activations/*/MANIFEST.sha256"),
+             ("encode", "results/tiny/codes/.*.tmp", "results/tiny/codes/*.parquet"),
+             ("summary", None, None)]
     landed = []
-    for rule, glob in kills:
-        landed.append(run_until(project, rule, glob, tmp_path / f"{rule}.log"))
+    for rule, writing, written in kills:
+        landed.append(run_until(project, rule, writing, written, tmp_path / f"{rule}.log"))
         assert list((project.workdir / ".snakemake" / "locks").glob("*.lock")), "the kill left no lock to clear"
         assert not (results / "tiny" / "summary.csv").exists()
     print("kill points:", "; ".join(landed))
