@@ -1,6 +1,10 @@
 """Checks that run when the workflow starts, before any job: everything that can be known
-from local files (hook layer in range, SAE width, SAE hook) fails here in one line rather than
-after an hour of capture. Nothing here touches the network; hub ids are checked when loaded."""
+from local files fails here rather than after an hour of capture. Files and folders the config
+names (readable, not empty, safetensors not pickles), the corpus against the token budget,
+settings against each other (config.cross_field_problems), hook, SAE width and hook, block
+sizes against the model's widths, checkpoints against the reference, the device, the results
+folder. Every problem is collected and reported together, one line each. Nothing here touches
+the network; hub ids are checked when loaded."""
 
 from __future__ import annotations
 
