@@ -210,13 +210,15 @@ def check_device(device: str, local: bool) -> None:
 def check_model(cfg, name: str, m, problems: Problems) -> dict | None:
     """Every start-up check of one model; returns its shape (None if a check failed)."""
     where = f"models.{name}"
+    before = len(problems.lines)
     if looks_local(m.path):
         problems.check(check_readable, resolve_path(m.path), f"{where}.path", folder=m.source == "hf" or None)
         if m.source == "hf":
             problems.check(check_safetensors, m.path, f"{where}.path")
+    unreadable = len(problems.lines) > before  # said once: reading its config would say it again
     if m.sae.source == "disk":
         problems.check(check_readable, m.sae.path, f"{where}.sae.path", folder=True)
-    config = problems.check(model_config, m.source, m.path, name, prefix=f"{where}: ")
+    config = None if unreadable else problems.check(model_config, m.source, m.path, name, prefix=f"{where}: ")
     shape = shape_of(config) if config is not None else None
     problems.check(parse_hook, m.hook, shape["n_layers"] if shape else None, prefix=f"{where}.hook: ")
     if shape and m.sae.source == "disk" and os.path.isdir(m.sae.path):
