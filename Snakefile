@@ -21,9 +21,8 @@ wildcard_constraints:
 
 include: "workflow/rules/tokens.smk"
 include: "workflow/rules/sae.smk"
-include: "workflow/rules/capture.smk"
+include: "workflow/rules/variant.smk"
 include: "workflow/rules/survival.smk"
-include: "workflow/rules/metrics.smk"
 include: "workflow/rules/overlap.smk"
 include: "workflow/rules/report.smk"
 

@@ -6,8 +6,8 @@ exception), so the layers after it never run. Values are the *unprocessed* model
 SAELens's convention; `center=True` subtracts the per-token mean, which is what
 TransformerLens's `center_writing_weights` does to a LayerNorm model's residual stream.
 
-The activations are written as shards (shards.py). `capture_variant` is the body of the
-`capture` rule: build the variant, capture the audit tokens at the SAE's hook.
+The activations are written as shards (shards.py), by the `variant` rule (variant_job.py) and,
+in memory, for training an SAE.
 """
 
 from __future__ import annotations
@@ -21,18 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .architecture import decoder_layers, hidden_size, n_layers
-from .compression import build_variant
-from .config import CaptureSettings, ModelRun
+from .architecture import decoder_layers
+from .config import CaptureSettings
 from .errors import AuditError
 from .hooks import parse_hook
-from .integrity import verify_dir
 from .io import atomic_dir
-from .models import load_reference
-from .progress import log, progress_bar
-from .sae import check_bos, check_width, saved_sae_metadata, wants_centering
+from .progress import progress_bar
 from .shards import shard_name, write_shard
-from .tokens import read_tokens
 
 
 def _module_and_mode(layer: nn.Module, point: str) -> tuple[nn.Module, str]:
@@ -185,20 +180,3 @@ def capture_matrix(model: nn.Module, input_ids: torch.Tensor, capture: CaptureSe
     batches = iter_activations(model, input_ids, capture.hook, capture.batch_size, bool(capture.center),
                                progress=True)
     return np.concatenate([a[:, first:].reshape(-1, a.shape[-1]).numpy() for a in batches])
-
-
-def capture_variant(variant: str, run: ModelRun, capture: CaptureSettings, pruning_scope: str,
-                    tokens_path, ref_dir, sae_dir, out_dir, matched_json=None, checkpoint=None) -> None:
-    """The `capture` rule: the variant's activations on the audit tokens, as shards."""
-    # The SAE's saved metadata is all capture needs: no SAELens import (~10 s a job here).
-    meta = saved_sae_metadata(verify_dir(sae_dir), key="the SAE")
-    reference, tokenizer = load_reference(ref_dir, run)
-    lm = build_variant(reference, variant, pruning_scope, matched_json, checkpoint, tokenizer)
-    del reference
-    parse_hook(capture.hook, n_layers(lm))
-    check_width(meta["d_in"], hidden_size(lm), f"the activation at {capture.hook}")
-    check_bos(meta["prepend_bos"], capture.prepend_bos)
-    center = capture.center if capture.center is not None else wants_centering(meta)
-    n = write_activation_shards(lm, read_tokens(tokens_path, "audit"), capture.hook, out_dir,
-                                batch_size=capture.batch_size, exclude_bos=capture.exclude_bos, center=center)
-    log(f"captured {n} activations of {variant} at {capture.hook}")

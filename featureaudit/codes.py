@@ -4,7 +4,7 @@ One parquet file per variant; row group i holds the codes of activation shard i,
 (token, feature). Every variant encodes the same tokens in the same shards, so row group i of
 two variants covers the same tokens: survival reads them pairwise, one group at a time.
 File metadata: d_sae, n_tokens, and the token count of each group.
-`encode_variant` is the body of the `encode` rule.
+Written by the `variant` rule (variant_job.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from .errors import AuditError
 from .io import atomic_path, open_parquet
-from .progress import log, progress_bar
+from .progress import progress_bar
 from .sae import check_width
 from .shards import iter_activation_shards, shard_paths
 
@@ -65,15 +65,6 @@ def encode_activations(sae, act_dir, out_path, batch: int = 4096, progress: bool
                 {"d_sae": str(d_sae), "n_tokens": str(n_tokens), "group_tokens": json.dumps(group_tokens)}
             )
     return nnz
-
-
-def encode_variant(sae_dir, act_dir, out_path, device: str = "auto") -> None:
-    """The `encode` rule: one variant's activations through the frozen SAE."""
-    from .device import resolve_device
-    from .sae import load_sae
-
-    nnz = encode_activations(load_sae(sae_dir, resolve_device(device)), act_dir, out_path)
-    log(f"encoded {nnz} nonzero codes")
 
 
 class Codes:

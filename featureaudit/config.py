@@ -73,7 +73,7 @@ class TokenBudget:
 class CorpusConfig:
     """Where the text comes from and how much of it each split takes (corpus)."""
 
-    source: str = "pydoc"  # pydoc (CPython's help topics) | text_files | hf_dataset
+    source: str = "pydoc"  # pydoc (CPython's help topics) | cpython (those + stdlib docstrings) | text_files | hf_dataset
     paths: tuple = ()  # text files, for source text_files
     name: str | None = None  # dataset id, for source hf_dataset
     split: str = "train"  # dataset split, for source hf_dataset
@@ -181,6 +181,9 @@ class PruningConfig:
     def search(self) -> MatchSearch:
         return MatchSearch(self.scope, self.match_tolerance, self.match_tokens, self.max_sparsity)
 
+    def curve(self) -> PruningCurve:
+        return PruningCurve(self.scope, self.match_tokens, self.max_sparsity)
+
 
 @dataclass(frozen=True)
 class MatchSearch:
@@ -193,10 +196,20 @@ class MatchSearch:
 
 
 @dataclass(frozen=True)
+class PruningCurve:
+    """What the shared perplexity-versus-sparsity curve needs (not the match tolerance)."""
+
+    scope: str
+    n_tokens: int
+    max_sparsity: float
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     """Task metrics on held-out tokens (evaluation)."""
 
     n_tokens: int = 4096  # held-out tokens
+    sliding: bool = False  # also a sliding-window perplexity (a second forward over the held-out tokens)
     window: int | None = None  # sliding-window perplexity window; None: the context length
     stride: int | None = None  # sliding-window stride; None: half the window
     batch_size: int = 8  # sequences per forward

@@ -24,9 +24,10 @@ MANIFEST = "MANIFEST.sha256"
 #: Output folder or file under results/<model>/ -> the rule that writes it.
 PRODUCERS = {
     "tokens.parquet": "tokens", "reference": "reference_model", "sae": "sae",
-    "checkpoints": "write_checkpoint", "activations": "capture", "codes": "encode",
-    "fp_statistics.parquet": "fp_statistics", "survival": "survival", "predictability": "predictability",
-    "metrics": "metrics", "matched": "match_pruning", "overlap": "overlap", "summary.csv": "summary",
+    "checkpoints": "write_checkpoint", "activations": "variant", "codes": "variant", "metrics": "variant",
+    "fp_heldout.safetensors": "fp_heldout", "fp_statistics.parquet": "fp_statistics", "survival": "survival",
+    "predictability": "predictability", "curve.json": "pruning_curve", "matched": "match_pruning",
+    "overlap": "overlap", "summary.csv": "summary",
     "figures": "figures",
 }
 

@@ -1,6 +1,6 @@
-"""Task metrics on held-out tokens: perplexity (per-sequence and sliding-window), and how far a
-variant's next-token distribution moves from the FP model's (KL, top-1 agreement).
-`write_metrics` is the body of the `metrics` rule."""
+"""Task metrics on held-out tokens: perplexity (per sequence, and optionally sliding-window), and
+how far a variant's next-token distribution moves from the FP model's (KL, top-1 agreement).
+`variant_metrics` is what the `variant` rule records for each variant."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .compression import bits_per_weight, build_variant, weight_error
-from .config import EvaluationConfig, ModelRun
-from .io import read_json, write_json
-from .models import load_reference, reference_record
+from .compression import bits_per_weight
+from .config import EvaluationConfig
+from .heldout import OutputHead, final_hidden, read_fp_heldout
+from .io import read_json
+from .models import reference_record
 from .progress import log, progress_bar
-from .tokens import read_tokens
 
 
 def _device(model):
@@ -69,33 +69,55 @@ def sliding_perplexity(model, stream: torch.Tensor, window: int, stride: int, ba
 
 
 @torch.no_grad()
-def compare_to_fp(fp_model, variant_model, input_ids: torch.Tensor, batch_size: int = 8,
-                  progress: bool = False) -> dict:
-    """Perplexity of both, KL(P_fp || P_variant) per token, and top-1 agreement, in one pass."""
-    device = _device(variant_model)
-    nll_fp = nll_var = kl = agree = 0.0
-    count = 0
+def compare_with_fp_hidden(fp_head: OutputHead, fp_hidden: torch.Tensor, variant_model, input_ids: torch.Tensor,
+                           batch_size: int = 8, progress: bool = False) -> dict:
+    """Perplexity of FP and variant, KL(P_fp || P_variant) per token and top-1 agreement, with
+    the FP logits rebuilt from its stored final hidden states (heldout.py): one forward, the
+    variant's (none when `variant_model` is None: the FP model itself). Per-sequence sums come
+    along (`per_sequence`): a perplexity over any subset of sequences, and error bars."""
+    nll_fp, nll_var, kl, agree = [], [], [], []
     starts = range(0, len(input_ids), batch_size)
     for s in progress_bar(starts, desc="metrics", unit="batch", enabled=progress):
-        ids = input_ids[s : s + batch_size].to(device)
-        lp_fp = F.log_softmax(fp_model(input_ids=ids, use_cache=False).logits.float()[:, :-1], -1)
-        if variant_model is fp_model:
+        ids = input_ids[s : s + batch_size]
+        lp_fp = F.log_softmax(fp_head.logits(fp_hidden[s : s + batch_size])[:, :-1], -1)
+        if variant_model is None:
             lp_var = lp_fp
         else:
-            lp_var = F.log_softmax(variant_model(input_ids=ids, use_cache=False).logits.float()[:, :-1], -1)
-        targets = ids[:, 1:]
-        nll_fp -= lp_fp.gather(-1, targets[..., None]).sum().item()
-        nll_var -= lp_var.gather(-1, targets[..., None]).sum().item()
-        kl += (lp_fp.exp() * (lp_fp - lp_var)).sum().item()
-        agree += (lp_fp.argmax(-1) == lp_var.argmax(-1)).sum().item()
-        count += targets.numel()
+            logits = variant_model(input_ids=ids.to(_device(variant_model)), use_cache=False).logits
+            lp_var = F.log_softmax(logits.float()[:, :-1].to(lp_fp.device), -1)
+        targets = ids[:, 1:, None].to(lp_fp.device)
+        nll_fp.append(-lp_fp.gather(-1, targets).sum((1, 2)))
+        nll_var.append(-lp_var.gather(-1, targets).sum((1, 2)))
+        kl.append((lp_fp.exp() * (lp_fp - lp_var)).sum((1, 2)))
+        agree.append((lp_fp.argmax(-1) == lp_var.argmax(-1)).sum(1).float())
+    per_seq = {k: torch.cat(v).double().cpu() for k, v in
+               (("nll", nll_var), ("fp_nll", nll_fp), ("kl", kl), ("agree", agree))}
+    count = input_ids[:, 1:].numel()
     return {
-        "perplexity": math.exp(nll_var / count),
-        "fp_perplexity": math.exp(nll_fp / count),
-        "kl_to_fp": kl / count,
-        "top1_agreement": agree / count,
+        "perplexity": math.exp(per_seq["nll"].sum().item() / count),
+        "fp_perplexity": math.exp(per_seq["fp_nll"].sum().item() / count),
+        "kl_to_fp": per_seq["kl"].sum().item() / count,
+        "top1_agreement": per_seq["agree"].sum().item() / count,
         "n_tokens": count,
+        "tokens_per_sequence": input_ids.shape[1] - 1,
+        "per_sequence": {k: v.tolist() for k, v in per_seq.items()},
     }
+
+
+@torch.no_grad()
+def compare_to_fp(fp_model, variant_model, input_ids: torch.Tensor, batch_size: int = 8,
+                  progress: bool = False) -> dict:
+    """`compare_with_fp_hidden` with the FP model at hand (its hidden states computed here)."""
+    hidden = torch.cat([final_hidden(fp_model, input_ids[s : s + batch_size])
+                        for s in range(0, len(input_ids), batch_size)])
+    return compare_with_fp_hidden(OutputHead.of(fp_model), hidden,
+                                  None if variant_model is fp_model else variant_model, input_ids, batch_size, progress)
+
+
+def perplexity_of_first(metrics: dict, n_sequences: int) -> float:
+    """A variant's perplexity over its first `n_sequences` held-out sequences, from `per_sequence`."""
+    nll = metrics["per_sequence"]["nll"][:n_sequences]
+    return math.exp(sum(nll) / (len(nll) * metrics["tokens_per_sequence"]))
 
 
 def heldout_stream(ids: torch.Tensor, has_bos: bool) -> torch.Tensor:
@@ -105,22 +127,24 @@ def heldout_stream(ids: torch.Tensor, has_bos: bool) -> torch.Tensor:
     return torch.cat([ids[:1, 0], stream]) if has_bos else stream
 
 
-def write_metrics(variant: str, run: ModelRun, evaluation: EvaluationConfig, prepend_bos: bool, pruning_scope: str,
-                  tokens_path, ref_dir, out_path, matched_json=None, checkpoint=None) -> None:
-    """The `metrics` rule: perplexities of the variant, KL and top-1 agreement against FP, and
-    what the variant is made of (bits per weight, weight error against the reference)."""
-    fp, tokenizer = load_reference(ref_dir, run)
-    lm = build_variant(fp, variant, pruning_scope, matched_json, checkpoint, tokenizer)
-    ids = read_tokens(tokens_path, "heldout")
+def variant_metrics(variant: str, reference, lm, evaluation: EvaluationConfig, prepend_bos: bool, fp_heldout,
+                    ref_dir, matched_json=None, checkpoint=None, fp_head: OutputHead | None = None) -> dict:
+    """A variant's task metrics against FP on the held-out tokens, and what it is made of (bits
+    per weight, weight error against the reference). `fp_heldout`: the fp_heldout rule's file.
+    `reference` may be None once the variant is built, with the FP output head in `fp_head`."""
+    hidden, ids = read_fp_heldout(fp_heldout)
+    fp_head = fp_head or OutputHead.of(reference)
     e = evaluation
-    result = compare_to_fp(fp, lm, ids, e.batch_size, progress=True)
+    result = compare_with_fp_hidden(fp_head, hidden, None if variant == "fp" else lm, ids, e.batch_size, progress=True)
     window = e.window or ids.shape[1]
     stride = e.stride or max(window // 2, 1)
-    result["perplexity_sliding"] = sliding_perplexity(lm, heldout_stream(ids, prepend_bos), window, stride, e.batch_size)
-    result.update(variant=variant, window=window, stride=stride, weight_error=weight_error(fp, lm),
-                  bits_per_weight=(reference_record(ref_dir)["bits_per_weight"] if variant == "fp"
-                                   else bits_per_weight(fp, variant, checkpoint)))
+    if e.sliding:
+        result["perplexity_sliding"] = sliding_perplexity(lm, heldout_stream(ids, prepend_bos), window, stride,
+                                                          e.batch_size)
+        result.update(window=window, stride=stride)
+    result.update(variant=variant, bits_per_weight=(reference_record(ref_dir)["bits_per_weight"] if variant == "fp"
+                                                    else bits_per_weight(lm, variant, checkpoint)))
     if matched_json:
         result["matched_sparsity"] = read_json(matched_json)["matched_sparsity"]
-    write_json(result, out_path)
     log(f"metrics {variant}: perplexity {result['perplexity']:.3f} (FP {result['fp_perplexity']:.3f})")
+    return result

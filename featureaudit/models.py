@@ -73,14 +73,16 @@ def load_tokenizer(source: str, path: str, name: str = "<name>"):
         return AutoTokenizer.from_pretrained(where, **extra)
 
 
-def load_model(source: str, path: str, dtype=None, device="cpu", name: str = "<name>", **extra_kwargs):
+def load_model(source: str, path: str, dtype=None, device="cpu", name: str = "<name>", tokenizer: bool = True,
+               **extra_kwargs):
     """(model, tokenizer) in eval mode on `device`; dtype defaults to float32; `extra_kwargs` go
-    to `from_pretrained` (a quantization_config, say).
+    to `from_pretrained` (a quantization_config, say). `tokenizer=False` skips loading it (None
+    in its place): ~3 s of a job that only needs token ids.
     (torch is imported here, not at the top: preflight uses this module's path helpers.)"""
     import torch
     from transformers import AutoModelForCausalLM
 
-    tokenizer = load_tokenizer(source, path, name)
+    tokenizer = load_tokenizer(source, path, name) if tokenizer else None
     where, extra = _where(source, path, name)
     with _load_errors(source, where, name):
         model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype or torch.float32, **extra, **extra_kwargs)
@@ -150,13 +152,14 @@ def reference_record(ref_dir) -> dict:
     return read_json(verify_dir(ref_dir) / POINTER, verify=False)
 
 
-def load_reference(ref_dir, run: ModelRun):
-    """(model, tokenizer) as recorded by `make_reference`, on the run's device and dtype."""
+def load_reference(ref_dir, run: ModelRun, tokenizer: bool = True):
+    """(model, tokenizer) as recorded by `make_reference`, on the run's device and dtype
+    (tokenizer None with `tokenizer=False`)."""
     from .device import resolve_device, resolve_dtype
 
     pointer = reference_record(ref_dir)
     device = resolve_device(run.device)
     dtype = resolve_dtype(run.dtype, device)
     if pointer.get("local"):
-        return load_model("hf", str(Path(ref_dir) / pointer["local"]), dtype, device, name=run.name)
-    return load_model(pointer["source"], pointer["path"], dtype, device, name=run.name)
+        return load_model("hf", str(Path(ref_dir) / pointer["local"]), dtype, device, name=run.name, tokenizer=tokenizer)
+    return load_model(pointer["source"], pointer["path"], dtype, device, name=run.name, tokenizer=tokenizer)

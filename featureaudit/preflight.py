@@ -174,6 +174,10 @@ def check_corpus(cfg) -> None:
         from pydoc_data.topics import topics
 
         n_bytes = sum(len(t.encode()) for t in topics.values())
+        if c.source == "cpython":  # the source files bound their docstrings' bytes
+            from .corpus import stdlib_files
+
+            n_bytes += sum(f.stat().st_size for f in stdlib_files())
     for name in cfg.models:
         b = cfg.token_budget(name)
         body = b.context_length - (1 if b.prepend_bos else 0)

@@ -5,8 +5,8 @@ SLURM submission for Gemma-2-2B asks for more than one for Pythia-70M, and a job
 was killed for memory or time asks for more when Snakemake retries it (``attempt``)::
 
     resources:
-        mem_mb=lambda wc, attempt: estimate_resources(P, D, T, "capture", attempt)["mem_mb"],
-        runtime=lambda wc, attempt: estimate_resources(P, D, T, "capture", attempt)["runtime"],
+        mem_mb=lambda wc, attempt: estimate_resources(P, D, T, "variant", attempt)["mem_mb"],
+        runtime=lambda wc, attempt: estimate_resources(P, D, T, "variant", attempt)["runtime"],
 
 The model is deliberately coarse: a sum of a few terms, each one the dominant cost of a
 stage, times a safety factor. The throughput anchors were measured on the project machines
@@ -20,7 +20,7 @@ import math
 
 __all__ = ["STAGES", "estimate_resources"]
 
-STAGES = ("capture", "encode", "metrics", "match_pruning", "train_sae")
+STAGES = ("variant", "fp_heldout", "pruning_curve", "match_pruning", "train_sae")
 
 MIB = 2**20
 
@@ -40,9 +40,10 @@ BYTES_PER_CODE = 8
 TRAIN_COPIES = 4
 #: Effective FLOP/s of the bulk of each stage, by device (measured anchors, rounded down).
 FLOPS = {"cpu": 1e11, "cuda": 1e14}
-#: Matching pruning to a quantized variant bisects over sparsity: about this many
-#: quantize/prune + evaluation passes over the tokens.
-MATCH_PRUNING_STEPS = 8
+#: The shared pruning curve evaluates this many sparsities (matching.CURVE_POINTS); a matched
+#: search adds at most a few more inside its bracket.
+CURVE_STEPS = 9
+MATCH_PRUNING_STEPS = 4
 #: Fixed wall time per job: start-up, imports, reading inputs from shared storage.
 BASE_MINUTES = 2
 #: Loading (and for compression stages, rewriting) the weights, per 1e9 parameters.
@@ -79,18 +80,20 @@ def estimate_resources(
     Memory terms (MB), each the dominant resident data of the stage:
 
     * every stage: ``OVERHEAD_MB`` for the interpreter and libraries;
-    * ``weights`` = ``n_params * 4 B``: stages that load the model. ``metrics`` and
-      ``match_pruning`` hold two copies (the reference and the compressed variant);
-    * ``activations`` = ``n_tokens * d_model * 4 B``: ``capture`` accumulates them before
-      writing, ``encode`` and ``train_sae`` read them back in full;
-    * ``sae`` = ``2 * d_model * d_sae * 4 B`` (encoder + decoder): ``encode`` holds it,
+    * ``weights`` = ``n_params * 4 B``: stages that load the model. ``variant``,
+      ``pruning_curve`` and ``match_pruning`` hold two copies (the reference and the
+      compressed variant);
+    * ``activations`` = ``n_tokens * d_model * 4 B``: ``variant`` writes them and reads them
+      back to encode, ``train_sae`` holds them in full;
+    * ``sae`` = ``2 * d_model * d_sae * 4 B`` (encoder + decoder): ``variant`` holds it,
       ``train_sae`` holds it ``TRAIN_COPIES`` times (grads and Adam moments);
-    * ``codes`` = ``n_tokens * TOPK * 8 B``: the sparse feature codes ``encode`` writes.
+    * ``codes`` = ``n_tokens * TOPK * 8 B``: the sparse feature codes ``variant`` writes.
 
     Wall-time terms (seconds), each FLOPs / throughput:
 
-    * transformer forward ``2 * n_params * n_tokens``: ``capture`` (once, an upper bound
-      since it stops at the hooked layer), ``metrics`` (once), ``match_pruning``
+    * transformer forward ``2 * n_params * n_tokens``: ``variant`` (twice, an upper bound:
+      the audit forward stops at the hooked layer, and the held-out tokens are fewer),
+      ``fp_heldout`` (once), ``pruning_curve`` (``CURVE_STEPS`` times), ``match_pruning``
       (``MATCH_PRUNING_STEPS`` times);
     * SAE encode ``2 * d_model * d_sae * n_tokens``; SAE training six times that per
       token (forward + backward through encoder and decoder);
@@ -118,14 +121,14 @@ def estimate_resources(
     encode_s = 2 * d_model * d_sae * n_tokens / FLOPS[device]
     load_min = LOAD_MINUTES_PER_GPARAM * n_params / 1e9
 
-    if stage == "capture":
+    if stage == "variant":
+        mem, seconds, loads = 2 * weights + activations + sae + codes, 2 * forward_s + encode_s, True
+    elif stage == "fp_heldout":
         mem, seconds, loads = weights + activations, forward_s, True
-    elif stage == "metrics":
-        mem, seconds, loads = 2 * weights, forward_s, True
+    elif stage == "pruning_curve":
+        mem, seconds, loads = 2 * weights, CURVE_STEPS * forward_s, True
     elif stage == "match_pruning":
         mem, seconds, loads = 2 * weights, MATCH_PRUNING_STEPS * forward_s, True
-    elif stage == "encode":
-        mem, seconds, loads = activations + sae + codes, encode_s, False
     else:  # train_sae
         mem, seconds, loads = activations + TRAIN_COPIES * sae, 6 * encode_s, False
 

@@ -11,7 +11,7 @@ from .survival import fractions
 from .variants import parse_variant
 
 COLUMNS = ("variant", "kind", "family", "bits", "bits_per_weight", "sparsity", "weight_error", "vs_reference",
-           "n_active", "frac_survived", "frac_blurred", "frac_damaged", "n_born", "perplexity", "perplexity_sliding",
+           "reused_from", "n_active", "frac_survived", "frac_blurred", "frac_damaged", "n_born", "perplexity", "perplexity_sliding",
            "perplexity_change", "kl_to_fp", "top1_agreement", "auc")
 
 #: Relative weight error below which a variant is the reference again (float rounding only), and
@@ -39,9 +39,12 @@ def build_summary(variants, survival_paths, metrics_paths, predict_paths) -> pd.
                "bits": spec.bits, "bits_per_weight": met.get("bits_per_weight"),
                "sparsity": met.get("matched_sparsity") if spec.kind == "match" else spec.sparsity,
                "weight_error": met.get("weight_error"),
-               "vs_reference": "" if v == "fp" else relation_to_reference(met.get("weight_error"))}
+               "vs_reference": "" if v == "fp" else relation_to_reference(met.get("weight_error")),
+               # computed once: a variant with the reference's weights has fp's outputs
+               "reused_from": met.get("same_as", "")}
         row.update(fractions(read_table(sp, columns=["status", "born"]).to_pandas()))
-        row.update({k: met[k] for k in ("perplexity", "perplexity_sliding", "kl_to_fp", "top1_agreement")})
+        row.update({k: met[k] for k in ("perplexity", "kl_to_fp", "top1_agreement")})
+        row["perplexity_sliding"] = met.get("perplexity_sliding")  # only with evaluation.sliding
         row["auc"] = pred.get("auc")
         rows.append(row)
     df = pd.DataFrame(rows)

@@ -22,16 +22,10 @@ from .config import CorpusConfig, ModelSource, TokenBudget
 from .errors import AuditError
 from .io import read_table, write_table
 from .models import load_tokenizer
+from .corpus import cpython_text, pydoc_text  # noqa: F401 (pydoc_text: re-exported)
 from .progress import log
 
 SPLITS = ("sae_train", "audit", "heldout")
-
-
-def pydoc_text() -> str:
-    """English prose shipped with CPython: the help topics of the `pydoc` module."""
-    from pydoc_data.topics import topics
-
-    return "\n\n".join(topics[k] for k in sorted(topics))
 
 
 def text_files(paths: list[str]) -> str:
@@ -122,6 +116,8 @@ def read_tokens(path, split: str) -> torch.Tensor:
 def corpus_text(corpus: CorpusConfig, budget: TokenBudget) -> str:
     if corpus.source == "pydoc":
         return pydoc_text()
+    if corpus.source == "cpython":
+        return cpython_text()
     if corpus.source == "text_files":
         return text_files(list(corpus.paths))
     total = budget.audit_tokens + budget.heldout_tokens + budget.sae_train_tokens

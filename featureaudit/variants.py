@@ -101,6 +101,17 @@ class Variant:
         return f"match-{self.matched_to}"
 
 
+#: Variants made by changing the reference's block weights in place, and nothing else: equal
+#: weights make them the FP model. (torchao also quantizes activations; a checkpoint is loaded
+#: with its own config.)
+WEIGHT_ONLY_KINDS = ("rtn", "gguf", "bnb", "magnitude", "match")
+
+
+def may_equal_reference(variant: str) -> bool:
+    """Whether a variant can come out as the FP model (so its job takes fp's outputs)."""
+    return variant != "fp" and parse_variant(variant).kind in WEIGHT_ONLY_KINDS
+
+
 def check_bits(bits) -> None:
     if not isinstance(bits, int) or isinstance(bits, bool) or not MIN_BITS <= bits <= MAX_BITS:
         raise AuditError(f"quantization bits must be integers from {MIN_BITS} to {MAX_BITS}, got {bits!r}")

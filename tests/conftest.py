@@ -101,6 +101,7 @@ def arch_project(tmp_path_factory, tiny_models) -> TinyProject:
     cfg = base_config(workdir / "results")
     cfg["quantization"]["bits"] = [4]
     cfg["pruning"]["match"] = True
+    cfg["evaluation"]["sliding"] = True
     cfg["models"]["neox"] = {"source": "hf", "path": str(tiny_models["neox"]), "hook": "blocks.1.hook_resid_post",
                              "sae": {"source": "disk", "path": str(neox_sae)}}
     cfg["models"]["gemma2"] = {

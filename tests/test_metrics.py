@@ -224,3 +224,59 @@ def test_compare_to_fp_identical_models(model, ids):
     assert out["top1_agreement"] == 1.0
     assert out["perplexity"] == pytest.approx(out["fp_perplexity"], rel=1e-6)
     assert out["perplexity"] == pytest.approx(direct_perplexity(model, ids), rel=RTOL)
+
+
+# ------------------------------------------------------------- FP logits from stored hidden states
+
+
+@pytest.mark.parametrize("arch", ["llama", "neox", "gemma2"])
+def test_output_head_rebuilds_the_models_own_logits(arch, tmp_path):
+    """heldout.py's premise, on each architecture family (Gemma-2 with its final soft-cap): the
+    logits are the output head applied to the last hidden state; and the metrics computed from
+    stored hidden states equal those of two plain forwards."""
+    from transformers import AutoModelForCausalLM
+
+    from featureaudit.heldout import OutputHead, check_head, final_hidden
+    from featureaudit.metrics import compare_with_fp_hidden
+
+    m = AutoModelForCausalLM.from_pretrained(build_tiny_model(arch, tmp_path / arch, seed=1), dtype=torch.float32).eval()
+    if arch == "gemma2":
+        assert m.config.final_logit_softcapping  # the cap is exercised
+    ids = torch.randint(0, VOCAB_SIZE, (4, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = m(input_ids=ids).logits.float()
+    got = OutputHead.of(m).logits(final_hidden(m, ids))
+    d = m.get_output_embeddings().in_features
+    # the same float32 dot products, possibly summed in another order: ~sqrt(d) eps of the scale
+    torch.testing.assert_close(got, want, rtol=0, atol=8 * d**0.5 * torch.finfo(torch.float32).eps * want.abs().max().item())
+    check_head(m, ids)
+    noisy = copy.deepcopy(m)
+    with torch.no_grad():
+        for p in noisy.parameters():
+            if p.ndim == 2:
+                p.add_(0.2 * p.std() * torch.randn(p.shape, generator=torch.Generator().manual_seed(5)))
+    out = compare_with_fp_hidden(OutputHead.of(m), final_hidden(m, ids), noisy, ids, batch_size=3)
+    with torch.no_grad():
+        lp, lq = F.log_softmax(want[:, :-1], -1), F.log_softmax(noisy(input_ids=ids).logits.float()[:, :-1], -1)
+    n = ids[:, 1:].numel()
+    assert out["kl_to_fp"] == pytest.approx(F.kl_div(lq, lp, log_target=True, reduction="sum").item() / n, rel=1e-4)
+    assert out["perplexity"] == pytest.approx(math.exp(-lq.gather(-1, ids[:, 1:, None]).sum().item() / n), rel=1e-5)
+    assert len(out["per_sequence"]["nll"]) == 4
+
+
+def test_check_head_refuses_logits_that_are_not_the_head_of_the_hidden_state(model):
+    """A model whose forward post-processes the logits cannot reuse stored hidden states."""
+    from featureaudit.errors import AuditError
+    from featureaudit.heldout import check_head
+
+    odd = copy.deepcopy(model)
+    original = odd.forward
+
+    def forward(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out.logits = out.logits * 0.5
+        return out
+
+    odd.forward = forward
+    with pytest.raises(AuditError, match="not the output head"):
+        check_head(odd, torch.randint(0, VOCAB_SIZE, (2, 8), generator=torch.Generator().manual_seed(1)))

@@ -26,7 +26,7 @@ def test_paper_config_builds_the_full_dag_offline(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
     # 2 models x (fp + 5 RTN + 3 per-tensor RTN + 6 pruning + 5 matched) variants.
-    assert counts["capture"] == counts["survival"] == 2 * 20
+    assert counts["variant"] == counts["survival"] == 2 * 20
     assert counts["sae"] == 2 and counts["match_pruning"] == counts["overlap"] == 2 * 5
 
 

@@ -263,3 +263,38 @@ def test_match_sparsity_progress_goes_to_stderr(capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "sparsity" in captured.err
+
+
+# ------------------------------------------------------------- match_sparsity from a shared curve
+
+
+@pytest.mark.parametrize("s_true", [0.05, 0.3, 0.5, 0.77])
+def test_match_sparsity_from_curve_agrees_and_evaluates_only_inside_the_bracket(s_true):
+    """Seeded with a 9-point curve, the search gives the same answer within tolerance, never
+    re-evaluates a curve point, and only evaluates inside the curve's bracket."""
+    grid = [0.95 * k / 8 for k in range(9)]
+    calls = []
+
+    def counted(s):
+        calls.append(s)
+        return ppl(s)
+
+    target, tol = ppl(s_true), 1e-3
+    out = match_sparsity(counted, target, tolerance=tol, low=0.0, high=0.95, progress=False,
+                         known=[(s, ppl(s)) for s in grid])
+    assert out["converged"] and abs(out["matched_perplexity"] / target - 1) <= tol
+    assert abs(out["matched_sparsity"] - s_true) <= tol / (6 * s_true) * 1.01
+    lo = max(s for s in grid if ppl(s) < target)
+    hi = min(s for s in grid if ppl(s) >= target)
+    assert all(lo < s < hi for s in calls) and not set(calls) & set(grid)
+    plain = match_sparsity(ppl, target, tolerance=tol, low=0.0, high=0.95, progress=False)
+    assert len(calls) < len(plain["evaluations"])
+
+
+def test_match_sparsity_settled_by_the_curve_evaluates_nothing():
+    grid = [(s, ppl(s)) for s in (0.0, 0.2, 0.4)]
+    fail = lambda s: pytest.fail(f"evaluated {s}")  # noqa: E731
+    out = match_sparsity(fail, ppl(0.2) * 1.001, tolerance=0.01, low=0.0, high=0.4, known=grid, progress=False)
+    assert out["matched_sparsity"] == 0.2 and out["converged"]
+    out = match_sparsity(fail, 9.0, tolerance=0.01, low=0.0, high=0.4, known=grid, progress=False)
+    assert out["matched_sparsity"] == 0.0  # the target is below the unpruned model's perplexity

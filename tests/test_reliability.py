@@ -206,7 +206,7 @@ def test_directory_manifest_agrees_with_sha256sum_and_marks_completion(tmp_path)
     (out / "shard-00001.parquet").unlink()
     assert sha256sum_check(out, MANIFEST).returncode != 0
     [damage] = scan(tmp_path)
-    assert damage.path == out and "shard-00001.parquet is missing" in damage.line() and "rule capture" in damage.line()
+    assert damage.path == out and "shard-00001.parquet is missing" in damage.line() and "rule variant" in damage.line()
 
 
 def test_start_up_scan_hashes_only_files_changed_since_written(tmp_path):
@@ -288,12 +288,12 @@ def run_until(project: TinyProject, rule: str, writing: str | None, written: str
 def test_hard_kills_resume_to_byte_identical_results(uninterrupted, tiny_models, tmp_path):
     project = kill_project(tmp_path / "killed", tiny_models)
     results = project.workdir / "results"
-    kills = [("capture", "results/tiny/activations/.*.tmp", "results/tiny/activations/*/MANIFEST.sha256"),
-             ("encode", "results/tiny/codes/.*.tmp", "results/tiny/codes/*.parquet"),
+    kills = [("variant", "results/tiny/activations/.*.tmp", "results/tiny/activations/*/MANIFEST.sha256"),
+             ("variant", "results/tiny/codes/.*.tmp", "results/tiny/codes/*.parquet"),
              ("summary", None, None)]
     landed = []
-    for rule, writing, written in kills:
-        landed.append(run_until(project, rule, writing, written, tmp_path / f"{rule}.log"))
+    for k, (rule, writing, written) in enumerate(kills):
+        landed.append(run_until(project, rule, writing, written, tmp_path / f"{k}-{rule}.log"))
         assert list((project.workdir / ".snakemake" / "locks").glob("*.lock")), "the kill left no lock to clear"
         assert not (results / "tiny" / "summary.csv").exists()
     print("kill points:", "; ".join(landed))
@@ -319,7 +319,7 @@ def test_damaged_outputs_are_found_and_named_one_line_each(uninterrupted, tmp_pa
     data[len(data) // 2] ^= 0xFF
     codes.write_bytes(bytes(data))
     sae_weights.unlink()
-    damaged = {results / "activations" / "fp": "rule capture", codes: "rule encode", results / "sae": "rule sae"}
+    damaged = {results / "activations" / "fp": "rule variant", codes: "rule variant", results / "sae": "rule sae"}
     before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and not str(p).startswith(str(copy / ".snakemake"))}
 
     proc = project.snakemake("-n", check=False, timeout=120)
@@ -342,7 +342,7 @@ def test_damaged_outputs_are_found_and_named_one_line_each(uninterrupted, tmp_pa
     assert subprocess.run(verify, capture_output=True, cwd=REPO).returncode == 0
     # What was computed from them was checked when read, so the audit stays complete...
     assert "Nothing to be done" in project.snakemake("-n").stdout
-    # ...and naming them as targets recomputes them (and rtn-w8's capture, which reads the SAE).
+    # ...and naming them as targets recomputes them: the SAE, and fp's and rtn-w8's variant jobs.
     proc = project.snakemake("-n", *(str(d.relative_to(copy)) for d in damaged))
     counts = job_counts(proc.stdout)
-    assert counts == {"sae": 1, "capture": 2, "encode": 1}, counts
+    assert counts == {"sae": 1, "variant": 2}, counts

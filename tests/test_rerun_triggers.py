@@ -71,9 +71,9 @@ def test_every_rule_hashes_its_own_script():
 
 def test_closures_are_cut_small():
     closures = {rule: set(module_closure(SCRIPTS / f"{s}.py", PACKAGE)) for rule, s in rule_scripts().items()}
-    for rule in ("capture", "encode", "metrics", "match_pruning", "sae", "tokens", "reference_model"):
+    for rule in ("variant", "fp_heldout", "pruning_curve", "match_pruning", "sae", "tokens", "reference_model"):
         assert not {"featureaudit.plots", "featureaudit.survival", "featureaudit.summary"} & closures[rule], rule
-    assert "featureaudit.device" in closures["capture"] and "featureaudit.device" in closures["metrics"]
+    assert "featureaudit.device" in closures["variant"] and "featureaudit.device" in closures["fp_heldout"]
     assert closures["figures"] <= {"featureaudit", "featureaudit.plots", "featureaudit.io", "featureaudit.errors",
                                    "featureaudit.outputs", "featureaudit.runner", "featureaudit.integrity"}
 
@@ -133,5 +133,5 @@ def test_a_module_edit_plans_exactly_the_rules_that_run_it(arch_project, tmp_pat
     # the promise in words, on this DAG
     plans = {t: got for t, got, _ in results}
     assert set(plans["featureaudit/plots.py"]) == {"figures", "all"}
-    assert not {"capture", "encode", "metrics", "match_pruning"} & set(plans["featureaudit/survival.py"])
-    assert plans["featureaudit/device.py"].get("capture")
+    assert not {"variant", "fp_heldout", "pruning_curve", "match_pruning"} & set(plans["featureaudit/survival.py"])
+    assert plans["featureaudit/device.py"].get("variant")

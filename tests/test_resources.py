@@ -50,14 +50,14 @@ def test_monotonic_in_params_and_tokens(stage):
 
 
 def test_model_stages_grow_strictly_with_params():
-    for stage in ("capture", "metrics", "match_pruning"):
+    for stage in ("variant", "fp_heldout", "pruning_curve", "match_pruning"):
         small = estimate_resources(10**8, 1024, TOKENS, stage)
         big = estimate_resources(10**9, 1024, TOKENS, stage)
         assert big["mem_mb"] > small["mem_mb"] and big["runtime"] > small["runtime"]
 
 
 def test_activation_stages_grow_strictly_with_tokens():
-    for stage in ("capture", "encode", "train_sae"):
+    for stage in ("variant", "fp_heldout", "train_sae"):
         few = estimate_resources(10**8, 1024, 10**5, stage)
         many = estimate_resources(10**8, 1024, 10**7, stage)
         assert many["mem_mb"] > few["mem_mb"] and many["runtime"] > few["runtime"]
@@ -71,14 +71,14 @@ def test_retry_asks_for_more(stage):
 
 
 def test_gpu_is_faster_for_model_stages():
-    cpu = estimate_resources(**GEMMA, n_tokens=TOKENS, stage="capture")
-    gpu = estimate_resources(**GEMMA, n_tokens=TOKENS, stage="capture", device="cuda")
+    cpu = estimate_resources(**GEMMA, n_tokens=TOKENS, stage="variant")
+    gpu = estimate_resources(**GEMMA, n_tokens=TOKENS, stage="variant", device="cuda")
     assert gpu["runtime"] < cpu["runtime"] and gpu["mem_mb"] == cpu["mem_mb"]
 
 
 def test_explicit_sae_width():
-    narrow = estimate_resources(**PYTHIA, n_tokens=TOKENS, stage="encode", d_sae=4096)
-    wide = estimate_resources(**PYTHIA, n_tokens=TOKENS, stage="encode", d_sae=32768)
+    narrow = estimate_resources(**PYTHIA, n_tokens=TOKENS, stage="variant", d_sae=4096)
+    wide = estimate_resources(**PYTHIA, n_tokens=TOKENS, stage="variant", d_sae=32768)
     assert wide["mem_mb"] > narrow["mem_mb"]
 
 
@@ -86,9 +86,9 @@ def test_explicit_sae_width():
     "kwargs",
     [
         dict(stage="nope"),
-        dict(stage="encode", attempt=0),
-        dict(stage="encode", device="tpu"),
-        dict(stage="encode", n_tokens=0),
+        dict(stage="variant", attempt=0),
+        dict(stage="variant", device="tpu"),
+        dict(stage="variant", n_tokens=0),
     ],
 )
 def test_rejects_bad_arguments(kwargs):

@@ -57,6 +57,28 @@ def dense_codes(path, n_tokens_by_id: dict[int, int], d_sae: int) -> np.ndarray:
     return out
 
 
+def direct_metrics(project, model, results) -> dict:
+    """rtn-w4's task metrics from two plain forwards (FP and variant) on the held-out tokens."""
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM
+
+    from featureaudit.compression import build_variant
+
+    path = project.config["models"][model]["path"]
+    fp = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    var = build_variant(fp, "rtn-w4")
+    table = pq.read_table(results / model / "tokens.parquet").to_pandas()
+    ids = torch.tensor(np.stack(table[table.split == "heldout"].input_ids.to_numpy()))
+    with torch.no_grad():
+        lp = F.log_softmax(fp(ids).logits[:, :-1].float(), -1)
+        lq = F.log_softmax(var(ids).logits[:, :-1].float(), -1)
+    n, t = ids[:, 1:].numel(), ids[:, 1:, None]
+    return {"perplexity": float(torch.exp(-lq.gather(-1, t).sum() / n)),
+            "fp_perplexity": float(torch.exp(-lp.gather(-1, t).sum() / n)),
+            "kl_to_fp": float(F.kl_div(lq, lp, log_target=True, reduction="sum") / n),
+            "top1_agreement": float((lp.argmax(-1) == lq.argmax(-1)).float().mean())}
+
+
 def test_output_contract(arch_project):
     results = arch_project.workdir / "results"
     for model in MODELS:
@@ -76,6 +98,11 @@ def test_output_contract(arch_project):
         metrics = json.loads((results / model / "metrics" / "rtn-w4.json").read_text())
         for key in ("perplexity", "perplexity_sliding", "kl_to_fp", "top1_agreement", "n_tokens"):
             assert np.isfinite(metrics[key]), key
+        # The workflow's metrics (FP logits rebuilt from stored hidden states, one forward per
+        # variant) equal two plain forwards compared with torch's own KL.
+        direct = direct_metrics(arch_project, model, results)
+        for key in ("perplexity", "fp_perplexity", "kl_to_fp", "top1_agreement"):
+            assert metrics[key] == pytest.approx(direct[key], rel=1e-4, abs=1e-6), key
         ov = json.loads((results / model / "overlap" / "rtn-w4.json").read_text())
         for key in ("matched_sparsity", "matched_perplexity", "jaccard", "spearman"):
             assert key in ov
@@ -84,6 +111,27 @@ def test_output_contract(arch_project):
         for fig in ("survival_by_bits", "perplexity_vs_damage", "r_histogram", "predictor_auc", "overlap"):
             img = mpimg.imread(results / model / "figures" / f"{fig}.png")
             assert img.ndim == 3 and img.shape[0] > 100 and img[..., :3].std() > 0.01, fig
+
+
+def test_a_variant_identical_to_fp_reuses_fps_outputs(arch_project):
+    """On these random tiny models RTN-4 stays within the match tolerance of FP perplexity, so
+    match-rtn-w4 is pruned at sparsity 0: the FP model. Its job copies fp's outputs (no second
+    capture), and the summary says so; rtn-w4 itself is computed."""
+    results = arch_project.workdir / "results"
+    for model in MODELS:
+        r = results / model
+        assert json.loads((r / "matched" / "rtn-w4.json").read_text())["matched_sparsity"] == 0.0
+        assert (r / "codes" / "match-rtn-w4.parquet").read_bytes() == (r / "codes" / "fp.parquet").read_bytes()
+        shards = sorted((r / "activations" / "fp").glob("shard-*.parquet"))
+        assert shards and all((r / "activations" / "match-rtn-w4" / s.name).read_bytes() == s.read_bytes()
+                              for s in shards)
+        met, fp = (json.loads((r / "metrics" / f"{v}.json").read_text()) for v in ("match-rtn-w4", "fp"))
+        assert met["same_as"] == "fp" and met["perplexity"] == fp["perplexity"] and met["weight_error"] == 0.0
+        log = (arch_project.workdir / "logs" / model / "variant" / "match-rtn-w4.log").read_text()
+        assert "reused" in log and "captured" not in log
+        summary = pd.read_csv(r / "summary.csv").set_index("variant")
+        assert summary.loc["match-rtn-w4", "reused_from"] == "fp"
+        assert pd.isna(summary.loc["rtn-w4", "reused_from"])
 
 
 @pytest.mark.parametrize("model", list(MODELS))
@@ -129,7 +177,7 @@ def test_adding_a_bit_width_schedules_only_the_new_branch(arch_project):
     finally:
         arch_project.config = original
         arch_project.write()
-    per_model = {"capture": 2, "encode": 2, "survival": 2, "metrics": 2, "predictability": 2,
+    per_model = {"variant": 2, "survival": 2, "predictability": 2,
                  "match_pruning": 1, "overlap": 1, "summary": 1, "figures": 1}
     expected = {rule: n * len(MODELS) for rule, n in per_model.items()} | {"all": 1}
     assert counts == expected
@@ -144,7 +192,7 @@ def test_changing_a_survival_threshold_reruns_only_tables(arch_project):
     finally:
         arch_project.config = original
         arch_project.write()
-    assert not {"tokens", "reference_model", "sae", "capture", "encode", "metrics", "match_pruning"} & set(counts)
+    assert not {"tokens", "reference_model", "sae", "variant", "fp_heldout", "pruning_curve", "match_pruning"} & set(counts)
     assert counts["survival"] == 3 * len(MODELS)
 
 

@@ -12,7 +12,7 @@ from featureaudit.locks import clear_stale_lock
 from featureaudit.models import resolve_path
 from featureaudit.outputs import FIGURES
 from featureaudit.preflight import preflight
-from featureaudit.variants import QUANTIZED_PATTERN, VARIANT_PATTERN
+from featureaudit.variants import QUANTIZED_PATTERN, VARIANT_PATTERN, may_equal_reference
 
 if not config:
     sys.exit(
@@ -112,6 +112,22 @@ def get_checkpoint(wildcards):
     key = wildcards.variant[len("ckpt-") :]
     ck = CFG.models[wildcards.model].checkpoints[key]
     return resolve_path(ck.path) if ck.path else f"{R}/{wildcards.model}/checkpoints/{key}.gguf"
+
+
+def get_fp_output(kind):
+    """fp's activations, codes or metrics, for a variant that may turn out to be the FP model."""
+    path = {
+        "activations": "activations/fp",
+        "codes": "codes/fp.parquet",
+        "metrics": "metrics/fp.json",
+    }[kind]
+
+    def inputs(wildcards):
+        if not may_equal_reference(wildcards.variant):
+            return []
+        return f"{R}/{wildcards.model}/{path}"
+
+    return inputs
 
 
 def get_reference_file(wildcards):

@@ -1,7 +1,36 @@
+# The pruned model's perplexity at a fixed grid of sparsities, once per model: every matched
+# search starts inside the bracket it gives (adding a bit-width adds one short search).
+rule pruning_curve:
+    input:
+        tokens=f"{R}/{{model}}/tokens.parquet",
+        reference=f"{R}/{{model}}/reference",
+    output:
+        f"{R}/{{model}}/matched/curve.json",
+    log:
+        "logs/{model}/matched/curve.log",
+    conda:
+        ENV
+    threads: HEAVY_THREADS
+    resources:
+        mem_mb=mem_mb("pruning_curve"),
+        runtime=runtime("pruning_curve"),
+        gpu=gpus,
+    params:
+        run=get_run,
+        curve=as_params(CFG.pruning.curve()),
+        batch_size=CFG.evaluation.batch_size,
+        code=script_code("pruning_curve"),
+    script:
+        "../scripts/pruning_curve.py"
+
+
+# The target is the quantized variant's perplexity, read from its metrics (per sequence).
 rule match_pruning:
     input:
         tokens=f"{R}/{{model}}/tokens.parquet",
         reference=f"{R}/{{model}}/reference",
+        curve=f"{R}/{{model}}/matched/curve.json",
+        metrics=f"{R}/{{model}}/metrics/{{quantized}}.json",
     output:
         f"{R}/{{model}}/matched/{{quantized}}.json",
     log:

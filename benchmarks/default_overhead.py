@@ -1,0 +1,122 @@
+"""The workflow's time per variant against the plain compute the audit cannot avoid, in one run.
+
+Plain loop: the reference model (SmolLM2-135M, the embedded default) in a plain transformers
+loop, one thread: the forward truncated after the hooked layer over the audit tokens (batch 16),
+and the full forward with logits over the held-out tokens (batch 8). Nothing else: no variant
+build, no SAE, no files.
+
+Workflow: the same budgets (config.yaml's audit and held-out tokens), one RTN variant's outputs
+(activations, codes, metrics) made by `snakemake --cores 1` after everything they depend on
+exists: wall time, Snakemake's start included. One core, so the wall time is the core time a
+variant costs when a full run keeps every core busy; its jobs run one thread each, like the
+plain loop.
+
+The SAE is trained briefly on few tokens (its quality does not change the time to encode), and
+the corpus is pydoc's topics (enough text for these budgets, and a source every version of the
+workflow reads), so the script also measures older commits:
+
+    python benchmarks/default_overhead.py                     # this checkout
+    python benchmarks/default_overhead.py --repo /path/to/old/checkout
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANT = "rtn-w4"
+
+
+def bench_config(results: Path) -> dict:
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    audit, heldout = cfg["corpus"]["n_tokens"], cfg["evaluation"]["n_tokens"]
+    model = cfg["models"]["smollm2"]
+    model["checkpoints"] = {}
+    model["sae"]["train"].update(steps=50)
+    return {
+        "results": str(results), "device": "cpu",
+        "corpus": {"source": "pydoc", "n_tokens": audit, "sae_train_tokens": 8192, "context_length": 128,
+                   "seed": 0},
+        "models": {"smollm2": model},
+        "quantization": {"bits": [4]},
+        "pruning": {"sparsity": [], "match": False},
+        "evaluation": {"n_tokens": heldout, "batch_size": cfg["evaluation"]["batch_size"]},
+        "survival": cfg["survival"],
+    }
+
+
+def snakemake(repo: Path, workdir: Path, *targets: str) -> float:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "1", *targets]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
+    if proc.returncode:
+        sys.exit(f"snakemake failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def plain_loop(results: Path, hook_layer: int, audit_batch: int, eval_batch: int) -> dict:
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(1)
+    model = AutoModelForCausalLM.from_pretrained(results / "reference" / "dequantized", dtype=torch.float32).eval()
+    table = pq.read_table(results / "tokens.parquet").to_pandas()
+    ids = {s: torch.tensor(np.stack(table[table.split == s].input_ids.to_numpy())) for s in ("audit", "heldout")}
+    base = model.model
+    layers = base.layers
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        base.layers = layers[: hook_layer + 1]  # the hooked layer is the last one that runs
+        for s in range(0, len(ids["audit"]), audit_batch):
+            base(input_ids=ids["audit"][s : s + audit_batch], use_cache=False)
+        base.layers = layers
+        t1 = time.perf_counter()
+        for s in range(0, len(ids["heldout"]), eval_batch):
+            model(input_ids=ids["heldout"][s : s + eval_batch], use_cache=False).logits.float()
+        t2 = time.perf_counter()
+    return {"audit_s": t1 - t0, "heldout_s": t2 - t1, "audit_tokens": ids["audit"].numel(),
+            "heldout_tokens": ids["heldout"].numel()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose workflow is timed")
+    args = ap.parse_args()
+    repo = args.repo.resolve()
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        results = work / "results"
+        cfg = bench_config(results)
+        (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+        m = f"{results}/smollm2"
+        print(f"workflow at {repo} ({commit}); audit {cfg['corpus']['n_tokens']} tokens, "
+              f"held-out {cfg['evaluation']['n_tokens']} tokens", flush=True)
+        setup = snakemake(repo, work, f"{m}/codes/fp.parquet", f"{m}/metrics/fp.json")
+        print(f"set-up (tokens, reference, SAE, fp): {setup:.0f} s", flush=True)
+        workflow_s = snakemake(repo, work, f"{m}/codes/{VARIANT}.parquet", f"{m}/metrics/{VARIANT}.json")
+        layer = int(cfg["models"]["smollm2"]["hook"].split(".")[1])
+        plain = plain_loop(results / "smollm2", layer, cfg["models"]["smollm2"]["batch_size"],
+                           cfg["evaluation"]["batch_size"])
+    plain_s = plain["audit_s"] + plain["heldout_s"]
+    print(f"plain loop, 1 thread: truncated forward over {plain['audit_tokens']} audit tokens {plain['audit_s']:.1f} s, "
+          f"full forward over {plain['heldout_tokens']} held-out tokens {plain['heldout_s']:.1f} s, "
+          f"total {plain_s:.1f} s")
+    print(f"workflow, {VARIANT} (snakemake --cores 1): {workflow_s:.1f} s")
+    print(f"ratio workflow / plain loop: {workflow_s / plain_s:.2f} (target <= 1.2)")
+
+
+if __name__ == "__main__":
+    main()

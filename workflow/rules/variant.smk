@@ -1,0 +1,77 @@
+rule write_checkpoint:
+    input:
+        reference=get_reference_file,
+    output:
+        f"{R}/{{model}}/checkpoints/{{ckpt}}.gguf",
+    log:
+        "logs/{model}/checkpoints/{ckpt}.log",
+    conda:
+        ENV
+    params:
+        mix=get_mix,
+        code=script_code("write_checkpoint"),
+    script:
+        "../scripts/write_checkpoint.py"
+
+
+# The FP model's final hidden states on the held-out tokens, once: every variant's metrics
+# rebuild the FP logits from them (one matrix product) instead of running FP again.
+rule fp_heldout:
+    input:
+        tokens=f"{R}/{{model}}/tokens.parquet",
+        reference=f"{R}/{{model}}/reference",
+    output:
+        f"{R}/{{model}}/fp_heldout.safetensors",
+    log:
+        "logs/{model}/fp_heldout.log",
+    conda:
+        ENV
+    threads: HEAVY_THREADS
+    resources:
+        mem_mb=mem_mb("fp_heldout"),
+        runtime=runtime("fp_heldout"),
+        gpu=gpus,
+    params:
+        run=get_run,
+        batch_size=CFG.evaluation.batch_size,
+        code=script_code("fp_heldout"),
+    script:
+        "../scripts/fp_heldout.py"
+
+
+# One variant, built once: activations at the SAE's hook, their codes, its task metrics. A
+# variant that may come out identical to FP (weight-only compression) also takes fp's outputs,
+# to reuse them when it does.
+rule variant:
+    input:
+        tokens=f"{R}/{{model}}/tokens.parquet",
+        reference=f"{R}/{{model}}/reference",
+        sae=f"{R}/{{model}}/sae",
+        fp_heldout=f"{R}/{{model}}/fp_heldout.safetensors",
+        matched=get_matched_json,
+        checkpoint=get_checkpoint,
+        fp_activations=get_fp_output("activations"),
+        fp_codes=get_fp_output("codes"),
+        fp_metrics=get_fp_output("metrics"),
+    output:
+        activations=directory(f"{R}/{{model}}/activations/{{variant}}"),
+        codes=f"{R}/{{model}}/codes/{{variant}}.parquet",
+        metrics=f"{R}/{{model}}/metrics/{{variant}}.json",
+    log:
+        "logs/{model}/variant/{variant}.log",
+    conda:
+        ENV
+    threads: HEAVY_THREADS
+    resources:
+        mem_mb=mem_mb("variant"),
+        runtime=runtime("variant"),
+        gpu=gpus,
+    params:
+        run=get_run,
+        capture=get_capture_settings,
+        evaluation=as_params(CFG.evaluation),
+        prepend_bos=CFG.corpus.prepend_bos,
+        pruning_scope=CFG.pruning.scope,
+        code=script_code("variant"),
+    script:
+        "../scripts/variant.py"

@@ -1,0 +1,8 @@
+# Thin: unpack the snakemake object, call one library function.
+from featureaudit.config import ModelRun, from_params
+from featureaudit.heldout import write_fp_heldout
+from featureaudit.runner import run_step
+
+p, i = snakemake.params, snakemake.input
+run_step(snakemake, write_fp_heldout, from_params(ModelRun, p.run), p.batch_size, i.tokens, i.reference,
+         snakemake.output[0])
