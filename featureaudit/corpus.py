@@ -4,6 +4,7 @@ count its bytes."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -28,6 +29,7 @@ def stdlib_files() -> list[Path]:
     return [f for f in sorted(root.rglob("*.py")) if not STDLIB_SKIP & set(f.relative_to(root).parts)]
 
 
+@lru_cache(maxsize=1)
 def stdlib_docstrings() -> str:
     """English prose from the standard library's own source: module, class and function
     docstrings of at least MIN_DOCSTRING_CHARS characters, in file order (no module is imported)."""

@@ -1,11 +1,18 @@
-"""The FP model's side of the task metrics, computed once per model: its final hidden states
-on the held-out tokens (d_model floats a token, not a vocabulary's worth of log-probabilities).
+"""The FP model's side of the task metrics, computed once per model, in d_model floats a token
+rather than a vocabulary's worth of log-probabilities.
 
-Every variant's metrics turn them back into the FP logits with the reference's output head,
-one matrix product, instead of running the FP model again: exact, since a causal LM's logits
-are its head applied to the last hidden state (Gemma-2's final soft-capping applied after).
-`write_fp_heldout` is the body of the `fp_heldout` rule; it checks that identity on the first
-batch against the model's own logits, so an architecture that breaks it fails there, once.
+KL(P_fp || Q) = sum_v p(v) log p(v) - sum_v p(v) log q(v). When the variant's logits are
+z_q = W h_q with the FP model's own output matrix W (every compression here leaves the LM head
+alone), the second sum is h_q . (W^T p) - logsumexp(z_q): so storing, per held-out position,
+the FP distribution's negative entropy, its expected output embedding W^T p, its argmax and
+its log-probability of the next token is enough for exact KL, top-1 agreement and both
+perplexities from the variant's own forward, with no FP computation at all.
+
+For a variant whose head differs (a checkpoint that quantizes it) or a soft-capped head
+(Gemma-2), the FP logits are rebuilt from the stored final hidden states instead (one matrix
+product with the reference's head). `write_fp_heldout` is the body of the `fp_heldout` rule; it
+checks on the first batch that the model's logits are its head applied to the last hidden
+state, so an architecture that breaks that fails there, once.
 """
 
 from __future__ import annotations
@@ -34,6 +41,15 @@ class OutputHead:
     @classmethod
     def of(cls, model: nn.Module) -> "OutputHead":
         return cls(model.get_output_embeddings(), getattr(model.config, "final_logit_softcapping", None))
+
+    @property
+    def linear(self) -> bool:
+        """Logits are exactly hidden @ W^T: no bias, no soft cap."""
+        return not self.softcap and getattr(self.head, "bias", None) is None
+
+    def same_as(self, other: "OutputHead") -> bool:
+        return (self.softcap == other.softcap and self.head.weight.shape == other.head.weight.shape
+                and torch.equal(self.head.weight, other.head.weight.to(self.head.weight.device)))
 
     @torch.no_grad()
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -67,28 +83,49 @@ def hidden_width(model: nn.Module) -> int:
     return model.get_output_embeddings().in_features
 
 
+@torch.no_grad()
+def fp_summary(head: OutputHead, hidden: torch.Tensor, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per position predicting the next token (B, T-1): what KL, top-1 agreement and the FP
+    perplexity need of the FP distribution p (module docstring)."""
+    logp = torch.log_softmax(head.logits(hidden)[:, :-1], -1)
+    p = logp.exp()
+    w = head.head.weight
+    return {
+        "neg_entropy": (p * logp).sum(-1),
+        "expected_embedding": (p.to(w.dtype) @ w).float(),
+        "argmax": logp.argmax(-1),
+        "target_logprob": logp.gather(-1, input_ids[:, 1:, None].to(logp.device))[..., 0],
+    }
+
+
 def write_fp_heldout(run: ModelRun, batch_size: int, tokens_path, ref_dir, out_path) -> None:
-    """The `fp_heldout` rule: the FP model's final hidden states on every held-out sequence."""
+    """The `fp_heldout` rule: the FP model's final hidden states on every held-out sequence, and
+    (for a linear head) the summary of its next-token distributions."""
     from safetensors.torch import save_file
 
     fp, _ = load_reference(ref_dir, run, tokenizer=False)
     ids = read_tokens(tokens_path, "heldout")
     check_head(fp, ids[:batch_size])
-    starts = range(0, len(ids), batch_size)
-    hidden = torch.cat([final_hidden(fp, ids[s : s + batch_size]).float().cpu()
-                        for s in progress_bar(starts, desc="FP held-out", unit="batch")])
+    head = OutputHead.of(fp)
+    parts = []
+    for s in progress_bar(range(0, len(ids), batch_size), desc="FP held-out", unit="batch"):
+        h = final_hidden(fp, ids[s : s + batch_size])
+        part = {"hidden": h.float().cpu()}
+        if head.linear:
+            part |= {k: v.cpu() for k, v in fp_summary(head, h, ids[s : s + batch_size]).items()}
+        parts.append(part)
+    tensors = {k: torch.cat([p[k] for p in parts]).contiguous() for k in parts[0]}
     with atomic_path(out_path) as tmp:
-        save_file({"hidden": hidden.contiguous(), "input_ids": ids.contiguous()}, str(tmp))
-    log(f"FP hidden states on {ids.numel()} held-out tokens")
+        save_file({**tensors, "input_ids": ids.contiguous()}, str(tmp))
+    log(f"FP hidden states on {ids.numel()} held-out tokens" + (", and its next-token summary" if head.linear else ""))
 
 
-def read_fp_heldout(path) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hidden, input_ids) as `write_fp_heldout` stored them."""
+def read_fp_heldout(path) -> dict[str, torch.Tensor]:
+    """What `write_fp_heldout` stored: hidden, input_ids, and (linear heads) the summary."""
     from safetensors.torch import load_file
 
     verify_file(path)
     try:
-        t = load_file(str(path))
-        return t["hidden"], t["input_ids"]
+        return load_file(str(path))
     except Exception as e:  # a truncated or foreign file
         raise AuditError(f"{path} is unreadable ({type(e).__name__}); delete it and rerun") from None

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-from .compression import apply_variant
+from .compression import apply_variant, build_variant
 from .config import MatchSearch, ModelRun, PruningCurve
 from .io import read_json, write_json
-from .metrics import perplexity, perplexity_of_first
+from .metrics import perplexity
 from .models import load_reference
 from .progress import log
 from .tokens import read_tokens
@@ -122,21 +122,18 @@ def write_curve(run: ModelRun, curve: PruningCurve, batch_size: int, tokens_path
 
 
 def write_matched(quantized: str, run: ModelRun, search: MatchSearch, batch_size: int, tokens_path, ref_dir,
-                  curve_json, metrics_json, out_path) -> None:
+                  curve_json, out_path) -> None:
     """The `match_pruning` rule: the sparsity matched to one quantized variant (JSON with the
-    search's trace). The target is the variant's perplexity on the search's sequences, from its
-    metrics; the model is loaded only if the curve alone does not settle the match."""
+    search's trace), starting from the shared curve. The target is the quantized variant's
+    perplexity on the search's sequences, computed here (a quick build and one short forward)
+    rather than read from its variant job: the search then never waits for that job, and the
+    matched variant can start as early as any other."""
     curve = read_json(curve_json)
     ids = match_ids(tokens_path, search.n_tokens)
-    target = perplexity_of_first(read_json(metrics_json), len(ids))
-    model = {}
-
-    def ppl_at(s: float) -> float:
-        if "fp" not in model:
-            model["fp"], _ = load_reference(ref_dir, run, tokenizer=False)
-        return pruned_perplexity(model["fp"], ids, search.scope, batch_size)(s)
-
+    fp, _ = load_reference(ref_dir, run, tokenizer=False)
+    target = perplexity(build_variant(fp, quantized), ids, batch_size)
     known = [(p["sparsity"], p["perplexity"]) for p in curve["points"]]
-    result = match_sparsity(ppl_at, target, search.tolerance, 0.0, search.max_sparsity, known=known)
+    result = match_sparsity(pruned_perplexity(fp, ids, search.scope, batch_size), target, search.tolerance, 0.0,
+                            search.max_sparsity, known=known)
     result.update(quantized=quantized, scope=search.scope, n_tokens=int(ids[:, 1:].numel()))
     write_json(result, out_path)

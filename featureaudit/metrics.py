@@ -68,30 +68,8 @@ def sliding_perplexity(model, stream: torch.Tensor, window: int, stride: int, ba
     return math.exp(nll / count)
 
 
-@torch.no_grad()
-def compare_with_fp_hidden(fp_head: OutputHead, fp_hidden: torch.Tensor, variant_model, input_ids: torch.Tensor,
-                           batch_size: int = 8, progress: bool = False) -> dict:
-    """Perplexity of FP and variant, KL(P_fp || P_variant) per token and top-1 agreement, with
-    the FP logits rebuilt from its stored final hidden states (heldout.py): one forward, the
-    variant's (none when `variant_model` is None: the FP model itself). Per-sequence sums come
-    along (`per_sequence`): a perplexity over any subset of sequences, and error bars."""
-    nll_fp, nll_var, kl, agree = [], [], [], []
-    starts = range(0, len(input_ids), batch_size)
-    for s in progress_bar(starts, desc="metrics", unit="batch", enabled=progress):
-        ids = input_ids[s : s + batch_size]
-        lp_fp = F.log_softmax(fp_head.logits(fp_hidden[s : s + batch_size])[:, :-1], -1)
-        if variant_model is None:
-            lp_var = lp_fp
-        else:
-            logits = variant_model(input_ids=ids.to(_device(variant_model)), use_cache=False).logits
-            lp_var = F.log_softmax(logits.float()[:, :-1].to(lp_fp.device), -1)
-        targets = ids[:, 1:, None].to(lp_fp.device)
-        nll_fp.append(-lp_fp.gather(-1, targets).sum((1, 2)))
-        nll_var.append(-lp_var.gather(-1, targets).sum((1, 2)))
-        kl.append((lp_fp.exp() * (lp_fp - lp_var)).sum((1, 2)))
-        agree.append((lp_fp.argmax(-1) == lp_var.argmax(-1)).sum(1).float())
-    per_seq = {k: torch.cat(v).double().cpu() for k, v in
-               (("nll", nll_var), ("fp_nll", nll_fp), ("kl", kl), ("agree", agree))}
+def _result(per_seq: dict, input_ids: torch.Tensor) -> dict:
+    per_seq = {k: torch.cat(v).double().cpu() for k, v in per_seq.items()}
     count = input_ids[:, 1:].numel()
     return {
         "perplexity": math.exp(per_seq["nll"].sum().item() / count),
@@ -105,6 +83,59 @@ def compare_with_fp_hidden(fp_head: OutputHead, fp_hidden: torch.Tensor, variant
 
 
 @torch.no_grad()
+def compare_with_fp_hidden(fp_head: OutputHead, fp_hidden: torch.Tensor, variant_model, input_ids: torch.Tensor,
+                           batch_size: int = 8, progress: bool = False) -> dict:
+    """Perplexity of FP and variant, KL(P_fp || P_variant) per token and top-1 agreement, with
+    the FP logits rebuilt from its stored final hidden states (heldout.py): one forward, the
+    variant's (none when `variant_model` is None: the FP model itself). Per-sequence sums come
+    along (`per_sequence`): a perplexity over any subset of sequences, and error bars."""
+    per = {"nll": [], "fp_nll": [], "kl": [], "agree": []}
+    starts = range(0, len(input_ids), batch_size)
+    for s in progress_bar(starts, desc="metrics", unit="batch", enabled=progress):
+        ids = input_ids[s : s + batch_size]
+        lp_fp = F.log_softmax(fp_head.logits(fp_hidden[s : s + batch_size])[:, :-1], -1)
+        if variant_model is None:
+            lp_var = lp_fp
+        else:
+            logits = variant_model(input_ids=ids.to(_device(variant_model)), use_cache=False).logits
+            lp_var = F.log_softmax(logits.float()[:, :-1].to(lp_fp.device), -1)
+        targets = ids[:, 1:, None].to(lp_fp.device)
+        per["fp_nll"].append(-lp_fp.gather(-1, targets).sum((1, 2)))
+        per["nll"].append(-lp_var.gather(-1, targets).sum((1, 2)))
+        per["kl"].append((lp_fp.exp() * (lp_fp - lp_var)).sum((1, 2)))
+        per["agree"].append((lp_fp.argmax(-1) == lp_var.argmax(-1)).sum(1).float())
+    return _result(per, input_ids)
+
+
+@torch.no_grad()
+def compare_with_fp_summary(fp: dict, variant_model, input_ids: torch.Tensor, batch_size: int = 8,
+                            progress: bool = False) -> dict:
+    """`compare_with_fp_hidden`'s numbers from the FP summary (heldout.fp_summary), for a
+    variant whose output head is the FP model's own linear head: KL from the identity
+    sum_v p(v) log q(v) = h_q . (W^T p) - logsumexp(z_q), no FP logits computed."""
+    per = {"nll": [], "fp_nll": [], "kl": [], "agree": []}
+    head = OutputHead.of(variant_model) if variant_model is not None else None
+    for s in progress_bar(range(0, len(input_ids), batch_size), desc="metrics", unit="batch", enabled=progress):
+        ids = input_ids[s : s + batch_size]
+        fp_lp = fp["target_logprob"][s : s + batch_size].double()
+        per["fp_nll"].append(-fp_lp.sum(1))
+        if variant_model is None:
+            per["nll"].append(-fp_lp.sum(1))
+            per["kl"].append(torch.zeros(len(ids), dtype=torch.float64))
+            per["agree"].append(torch.full((len(ids),), float(ids.shape[1] - 1)))
+            continue
+        h = final_hidden(variant_model, ids)[:, :-1]
+        z = head.logits(h)
+        lse = torch.logsumexp(z, -1).double().cpu()
+        target_z = z.gather(-1, ids[:, 1:, None].to(z.device))[..., 0].double().cpu()
+        cross = (h.double().cpu() * fp["expected_embedding"][s : s + batch_size].double()).sum(-1) - lse
+        per["nll"].append((lse - target_z).sum(1))
+        per["kl"].append((fp["neg_entropy"][s : s + batch_size].double() - cross).sum(1))
+        per["agree"].append((z.argmax(-1).cpu() == fp["argmax"][s : s + batch_size]).sum(1).float())
+    return _result(per, input_ids)
+
+
+@torch.no_grad()
 def compare_to_fp(fp_model, variant_model, input_ids: torch.Tensor, batch_size: int = 8,
                   progress: bool = False) -> dict:
     """`compare_with_fp_hidden` with the FP model at hand (its hidden states computed here)."""
@@ -112,12 +143,6 @@ def compare_to_fp(fp_model, variant_model, input_ids: torch.Tensor, batch_size: 
                         for s in range(0, len(input_ids), batch_size)])
     return compare_with_fp_hidden(OutputHead.of(fp_model), hidden,
                                   None if variant_model is fp_model else variant_model, input_ids, batch_size, progress)
-
-
-def perplexity_of_first(metrics: dict, n_sequences: int) -> float:
-    """A variant's perplexity over its first `n_sequences` held-out sequences, from `per_sequence`."""
-    nll = metrics["per_sequence"]["nll"][:n_sequences]
-    return math.exp(sum(nll) / (len(nll) * metrics["tokens_per_sequence"]))
 
 
 def heldout_stream(ids: torch.Tensor, has_bos: bool) -> torch.Tensor:
@@ -132,10 +157,15 @@ def variant_metrics(variant: str, reference, lm, evaluation: EvaluationConfig, p
     """A variant's task metrics against FP on the held-out tokens, and what it is made of (bits
     per weight, weight error against the reference). `fp_heldout`: the fp_heldout rule's file.
     `reference` may be None once the variant is built, with the FP output head in `fp_head`."""
-    hidden, ids = read_fp_heldout(fp_heldout)
+    stored = read_fp_heldout(fp_heldout)
+    ids = stored["input_ids"]
     fp_head = fp_head or OutputHead.of(reference)
     e = evaluation
-    result = compare_with_fp_hidden(fp_head, hidden, None if variant == "fp" else lm, ids, e.batch_size, progress=True)
+    other = None if variant == "fp" else lm
+    if "expected_embedding" in stored and (other is None or fp_head.same_as(OutputHead.of(other))):
+        result = compare_with_fp_summary(stored, other, ids, e.batch_size, progress=True)
+    else:  # the variant's head is not the FP model's, or not linear: rebuild the FP logits
+        result = compare_with_fp_hidden(fp_head, stored["hidden"], other, ids, e.batch_size, progress=True)
     window = e.window or ids.shape[1]
     stride = e.stride or max(window // 2, 1)
     if e.sliding:

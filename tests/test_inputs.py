@@ -7,6 +7,7 @@ the parquet with pyarrow directly.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from collections import Counter
 from itertools import combinations
 
@@ -358,3 +359,26 @@ def test_gguf_shape_at_start_up_matches_gguf_py_and_is_remembered(tmp_path, monk
 
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", no_transformers)
     assert model_shape("gguf", path, "smollm2") == first
+
+
+def test_cpython_corpus_is_pydoc_then_stdlib_docstrings():
+    """The `cpython` source: pydoc's topics first, then standard-library docstrings as Python
+    itself reports them (inspect.getdoc of imported modules, classes and functions); short ones
+    and test modules left out."""
+    import inspect
+    import json
+    import sysconfig
+    import textwrap
+
+    from featureaudit.corpus import MIN_DOCSTRING_CHARS, cpython_text, stdlib_docstrings, stdlib_files
+
+    docs = stdlib_docstrings()
+    assert cpython_text() == pydoc_text() + "\n\n" + docs
+    for obj in (json, json.loads, textwrap.TextWrapper, inspect.getmembers_static):
+        doc = inspect.getdoc(obj)
+        assert len(doc) >= MIN_DOCSTRING_CHARS and doc in docs, obj
+    short = inspect.getdoc(json.JSONDecoder.decode)
+    assert len(short) < MIN_DOCSTRING_CHARS and f"\n\n{short}\n\n" not in docs
+    root = Path(sysconfig.get_paths()["stdlib"])
+    assert not any({"test", "idlelib"} & set(f.relative_to(root).parts) for f in stdlib_files())
+    assert len(docs) > 2 * len(pydoc_text())

@@ -280,3 +280,36 @@ def test_check_head_refuses_logits_that_are_not_the_head_of_the_hidden_state(mod
     odd.forward = forward
     with pytest.raises(AuditError, match="not the output head"):
         check_head(odd, torch.randint(0, VOCAB_SIZE, (2, 8), generator=torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("arch", ["llama", "neox"])
+def test_fp_summary_gives_the_metrics_of_the_full_fp_distribution(arch, tmp_path):
+    """With a linear head shared by FP and variant, the stored summary (negative entropy,
+    expected output embedding, argmax, next-token log-probability) gives the same perplexities,
+    KL and top-1 agreement as rebuilding the FP logits, to float32 rounding of sums of |z|."""
+    from transformers import AutoModelForCausalLM
+
+    from featureaudit.heldout import OutputHead, final_hidden, fp_summary
+    from featureaudit.metrics import compare_with_fp_hidden, compare_with_fp_summary
+
+    m = AutoModelForCausalLM.from_pretrained(build_tiny_model(arch, tmp_path / arch, seed=2), dtype=torch.float32).eval()
+    head = OutputHead.of(m)
+    assert head.linear
+    ids = torch.randint(0, VOCAB_SIZE, (5, 16), generator=torch.Generator().manual_seed(4))
+    noisy = copy.deepcopy(m)
+    with torch.no_grad():
+        for name, p in noisy.named_parameters():
+            if p.ndim == 2 and p is not noisy.get_output_embeddings().weight and "embed" not in name:
+                p.add_(0.2 * p.std() * torch.randn(p.shape, generator=torch.Generator().manual_seed(6)))
+    assert head.same_as(OutputHead.of(noisy))
+    hidden = final_hidden(m, ids)
+    summary = fp_summary(head, hidden, ids)
+    for variant in (noisy, None):
+        want = compare_with_fp_hidden(head, hidden, variant, ids, batch_size=2)
+        got = compare_with_fp_summary(summary, variant, ids, batch_size=2)
+        for key in ("perplexity", "fp_perplexity", "top1_agreement"):
+            assert got[key] == pytest.approx(want[key], rel=1e-5), key
+        # KL is a difference of two sums of size max|z|: float32 rounding, not a relative error
+        zmax = head.logits(hidden).abs().max().item()
+        assert got["kl_to_fp"] == pytest.approx(want["kl_to_fp"], abs=64 * torch.finfo(torch.float32).eps * zmax)
+    assert got["kl_to_fp"] == 0.0 and got["top1_agreement"] == 1.0

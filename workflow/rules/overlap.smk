@@ -24,13 +24,13 @@ rule pruning_curve:
         "../scripts/pruning_curve.py"
 
 
-# The target is the quantized variant's perplexity, read from its metrics (per sequence).
+# Independent of the quantized variant's own job (it computes the target perplexity itself), so
+# that matched variants are not left for the end of a run.
 rule match_pruning:
     input:
         tokens=f"{R}/{{model}}/tokens.parquet",
         reference=f"{R}/{{model}}/reference",
         curve=f"{R}/{{model}}/matched/curve.json",
-        metrics=f"{R}/{{model}}/metrics/{{quantized}}.json",
     output:
         f"{R}/{{model}}/matched/{{quantized}}.json",
     log:

@@ -5,5 +5,5 @@ from featureaudit.runner import run_step
 
 p, i = snakemake.params, snakemake.input
 run_step(snakemake, write_matched, snakemake.wildcards.quantized, from_params(ModelRun, p.run),
-         from_params(MatchSearch, p.search), p.batch_size, i.tokens, i.reference, i.curve, i.metrics,
+         from_params(MatchSearch, p.search), p.batch_size, i.tokens, i.reference, i.curve,
          snakemake.output[0])
