@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from .compression import bits_per_weight
 from .config import EvaluationConfig
 from .heldout import OutputHead, final_hidden, read_fp_heldout
-from .io import read_json
 from .models import reference_record
 from .progress import log, progress_bar
 
@@ -152,14 +151,12 @@ def heldout_stream(ids: torch.Tensor, has_bos: bool) -> torch.Tensor:
     return torch.cat([ids[:1, 0], stream]) if has_bos else stream
 
 
-def variant_metrics(variant: str, reference, lm, evaluation: EvaluationConfig, prepend_bos: bool, fp_heldout,
-                    ref_dir, matched_json=None, checkpoint=None, fp_head: OutputHead | None = None) -> dict:
-    """A variant's task metrics against FP on the held-out tokens, and what it is made of (bits
-    per weight, weight error against the reference). `fp_heldout`: the fp_heldout rule's file.
-    `reference` may be None once the variant is built, with the FP output head in `fp_head`."""
+def variant_metrics(variant: str, lm, fp_head: OutputHead, evaluation: EvaluationConfig, prepend_bos: bool,
+                    fp_heldout, ref_dir, checkpoint=None) -> dict:
+    """A variant's task metrics against FP on the held-out tokens, and its bits per weight.
+    `fp_heldout`: the fp_heldout rule's file; `fp_head`: the reference's output head."""
     stored = read_fp_heldout(fp_heldout)
     ids = stored["input_ids"]
-    fp_head = fp_head or OutputHead.of(reference)
     e = evaluation
     other = None if variant == "fp" else lm
     if "expected_embedding" in stored and (other is None or fp_head.same_as(OutputHead.of(other))):
@@ -174,7 +171,5 @@ def variant_metrics(variant: str, reference, lm, evaluation: EvaluationConfig, p
         result.update(window=window, stride=stride)
     result.update(variant=variant, bits_per_weight=(reference_record(ref_dir)["bits_per_weight"] if variant == "fp"
                                                     else bits_per_weight(lm, variant, checkpoint)))
-    if matched_json:
-        result["matched_sparsity"] = read_json(matched_json)["matched_sparsity"]
     log(f"metrics {variant}: perplexity {result['perplexity']:.3f} (FP {result['fp_perplexity']:.3f})")
     return result

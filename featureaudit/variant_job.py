@@ -93,8 +93,7 @@ def audit_variant(variant: str, run: ModelRun, capture: CaptureSettings, evaluat
     nnz = encode_activations(load_sae(i.sae, resolve_device(run.device)), outputs.activations, outputs.codes)
     log(f"encoded {nnz} nonzero codes")
 
-    result = variant_metrics(variant, None, lm, evaluation, prepend_bos, i.fp_heldout, i.reference, i.matched,
-                             i.checkpoint, fp_head=head)
+    result = variant_metrics(variant, lm, head, evaluation, prepend_bos, i.fp_heldout, i.reference, i.checkpoint)
     result.update(extra)
     write_json(result, outputs.metrics)
 
