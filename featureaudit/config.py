@@ -225,10 +225,33 @@ class PredictabilityConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Deployment gate thresholds (gate)."""
+    """Deployment gate thresholds (gate): featureaudit-gate's defaults and the summary's verdict."""
 
     min_survived: float = 0.5  # fraction of FP-active features that must survive
     max_damaged: float = 0.2  # fraction that may be damaged
+    # Perplexity within this relative change of FP counts as "perplexity says fine": llama.cpp
+    # keeps a few percent next to its quantized-model perplexity baselines.
+    perplexity_tolerance: float = 0.02
+
+
+@dataclass(frozen=True)
+class UncertaintyConfig:
+    """Seeded block bootstrap over audit sequences (uncertainty): confidence intervals."""
+
+    replicates: int = 200  # bootstrap draws
+    auc_replicates: int = 50  # of those, how many refit the predictability model (5 fits each)
+    blocks: int = 100  # sequences are pooled into at most this many blocks (memory: blocks x d_sae)
+    level: float = 0.95  # two-sided interval
+    seed: int = 0  # the same draws for every variant, so intervals of differences are paired
+
+
+@dataclass(frozen=True)
+class EvidenceConfig:
+    """Per-feature evidence for the feature browser (evidence): top FP contexts per feature."""
+
+    top_k: int = 8  # contexts per feature, at most one per sequence
+    before: int = 10  # tokens shown before the max-activating token
+    after: int = 4  # and after it
 
 
 @dataclass(frozen=True)
@@ -276,6 +299,8 @@ class AuditConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     predictability: PredictabilityConfig = field(default_factory=PredictabilityConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
 
     def token_budget(self, model: str) -> TokenBudget:
         c = self.corpus
@@ -393,7 +418,7 @@ def load_config(raw: dict) -> AuditConfig:
     sections = {
         "corpus": CorpusConfig, "quantization": QuantizationConfig, "pruning": PruningConfig,
         "survival": Thresholds, "evaluation": EvaluationConfig, "predictability": PredictabilityConfig,
-        "gate": GateConfig,
+        "gate": GateConfig, "uncertainty": UncertaintyConfig, "evidence": EvidenceConfig,
     }
     built = {key: problems.check(_build, cls, raw.get(key)) for key, cls in sections.items()}
     formats = problems.check(_formats, raw.get("formats") or [])

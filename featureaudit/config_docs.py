@@ -30,6 +30,8 @@ SECTIONS = {
     "evaluation": c.EvaluationConfig,
     "predictability": c.PredictabilityConfig,
     "gate": c.GateConfig,
+    "uncertainty": c.UncertaintyConfig,
+    "evidence": c.EvidenceConfig,
 }
 
 HEADER = """# Configuration

@@ -27,7 +27,8 @@ PRODUCERS = {
     "checkpoints": "write_checkpoint", "activations": "variant", "codes": "variant", "metrics": "variant",
     "fp_heldout.safetensors": "fp_heldout", "fp_statistics.parquet": "fp_statistics", "survival": "survival",
     "predictability": "predictability", "curve.json": "pruning_curve", "matched": "match_pruning",
-    "overlap": "overlap", "summary.csv": "summary",
+    "overlap": "overlap", "summary.csv": "summary", "fp_blocks.npz": "fp_statistics",
+    "contexts.parquet": "fp_statistics", "bootstrap": "survival", "evidence": "survival", "browser.html": "browser",
     "figures": "figures",
 }
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from .config import UncertaintyConfig
 from .io import read_json, read_table, write_json
+from .survival import STATUSES
+from .uncertainty import interval, load_replicates
 
 
 def damage(table: pd.DataFrame) -> pd.Series:
@@ -35,9 +39,23 @@ def overlap(quantized: pd.DataFrame, pruned: pd.DataFrame) -> dict:
             "n_not_survived_both": len(bad_q & bad_p)}
 
 
-def write_overlap(quantized_survival, pruned_survival, matched_json, out_path) -> None:
-    """The `overlap` rule: a quantized variant against pruning at its matched perplexity."""
+def replicate_jaccard(quantized: np.ndarray, pruned: np.ndarray) -> np.ndarray:
+    """Jaccard of the non-surviving sets in each bootstrap draw ((R, d) status codes of the
+    same draws), among that draw's FP-active features."""
+    bad = [STATUSES.index("blurred"), STATUSES.index("damaged")]
+    bq, bp = np.isin(quantized, bad), np.isin(pruned, bad)
+    union = (bq | bp).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, (bq & bp).sum(1) / union, np.nan)
+
+
+def write_overlap(quantized_survival, pruned_survival, matched_json, quantized_replicates, pruned_replicates,
+                  out_path, uncertainty: UncertaintyConfig) -> None:
+    """The `overlap` rule: a quantized variant against pruning at its matched perplexity, with
+    a bootstrap interval of the Jaccard index."""
     result = overlap(read_table(quantized_survival).to_pandas(), read_table(pruned_survival).to_pandas())
+    jac = replicate_jaccard(load_replicates(quantized_replicates)["status"], load_replicates(pruned_replicates)["status"])
+    result["jaccard_lo"], result["jaccard_hi"] = interval(jac, uncertainty.level, result["jaccard"], (0, 1))
     matched = read_json(matched_json)
     result.update({k: matched[k] for k in ("matched_sparsity", "matched_perplexity", "target_perplexity", "converged")})
     write_json(result, out_path)

@@ -1,18 +1,27 @@
-"""The summary table: one row per variant, what a person (or the gate) reads first.
-`write_summary` is the body of the `summary` rule."""
+"""The summary table: one row per variant, what a person (or the gate) reads first, with 95 %
+bootstrap intervals (`_lo`/`_hi` columns) and a one-line verdict. `write_summary` is the body
+of the `summary` rule."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import pandas as pd
 
+from .config import GateConfig, UncertaintyConfig
 from .io import atomic_path, read_json, read_table
 from .progress import log
-from .survival import fractions
+from .survival import fractions, replicate_fractions
+from .uncertainty import bootstrap_perplexity, interval, load_replicates
 from .variants import parse_variant
 
 COLUMNS = ("variant", "kind", "family", "bits", "bits_per_weight", "sparsity", "weight_error", "vs_reference",
-           "reused_from", "n_active", "frac_survived", "frac_blurred", "frac_damaged", "n_born", "perplexity", "perplexity_sliding",
-           "perplexity_change", "kl_to_fp", "top1_agreement", "auc")
+           "reused_from", "n_active", "frac_survived", "frac_survived_lo", "frac_survived_hi",
+           "frac_blurred", "frac_blurred_lo", "frac_blurred_hi", "frac_damaged", "frac_damaged_lo", "frac_damaged_hi",
+           "n_born", "perplexity", "perplexity_se", "perplexity_lo", "perplexity_hi", "perplexity_sliding",
+           "perplexity_change", "perplexity_change_lo", "perplexity_change_hi", "kl_to_fp", "top1_agreement",
+           "auc", "auc_lo", "auc_hi", "jaccard", "jaccard_lo", "jaccard_hi", "masked_damage", "verdict")
 
 #: Relative weight error below which a variant is the reference again (float rounding only), and
 #: below which it is nearly so (well under what INT8 RTN does to real weights, ~0.01): a
@@ -29,9 +38,51 @@ def relation_to_reference(weight_error: float | None) -> str:
     return "near-identical" if weight_error <= NEAR_IDENTICAL else ""
 
 
-def build_summary(variants, survival_paths, metrics_paths, predict_paths) -> pd.DataFrame:
+def interval_columns(replicates_path, measured: dict, metrics: dict, level_settings: UncertaintyConfig) -> dict:
+    """Bootstrap intervals of the fractions (the survival rule's draws, around the measured
+    fractions) and of perplexity (held-out sequences resampled, paired with FP's for the change)."""
+    out = {}
+    for name, values in replicate_fractions(load_replicates(replicates_path)["status"]).items():
+        out[f"frac_{name}_lo"], out[f"frac_{name}_hi"] = interval(values, level_settings.level,
+                                                                  measured[f"frac_{name}"], (0, 1))
+    if "per_sequence" in metrics:
+        out.update(bootstrap_perplexity(metrics["per_sequence"], metrics["tokens_per_sequence"], level_settings))
+    return out
+
+
+def verdict(row: dict, gate: GateConfig) -> tuple[bool, str]:
+    """(masked_damage, one line): does perplexity call the variant fine while its features fail
+    the gate's thresholds? Intervals that straddle a threshold are said so."""
+    if row["variant"] == "fp":
+        return False, "reference"
+    pct = lambda x: f"{100 * x:.1f} %"
+    change = row["perplexity_change"]
+    ppl_ok = abs(change) <= gate.perplexity_tolerance
+    surv, dmg = row["frac_survived"], row["frac_damaged"]
+    feats_ok = surv >= gate.min_survived and dmg <= gate.max_damaged
+    masked = bool(ppl_ok and not feats_ok)
+    lo, hi = row.get("frac_survived_lo", math.nan), row.get("frac_survived_hi", math.nan)
+    ci = f" [{pct(lo)}, {pct(hi)}]" if math.isfinite(lo) else ""
+    feats = f"{pct(surv)}{ci} of features survive, {pct(dmg)} damaged"
+    ppl = f"perplexity {'+' if change >= 0 else ''}{pct(change)}"
+    if masked:
+        line = (f"MASKED DAMAGE: {ppl} (within {pct(gate.perplexity_tolerance)}) but {feats} "
+                f"(gate: >= {pct(gate.min_survived)} survive, <= {pct(gate.max_damaged)} damaged)")
+    elif feats_ok:
+        line = f"PASS: {feats}; {ppl}"
+    else:
+        line = f"FAIL: {feats} (gate: >= {pct(gate.min_survived)}, <= {pct(gate.max_damaged)}); {ppl}"
+    if math.isfinite(lo) and lo < gate.min_survived <= hi:
+        line += f"; the interval crosses the {pct(gate.min_survived)} gate"
+    return masked, line
+
+
+def build_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths=None, overlap_paths=None,
+                  uncertainty: UncertaintyConfig = UncertaintyConfig(), gate: GateConfig = GateConfig()) -> pd.DataFrame:
+    replicate_paths = replicate_paths or [None] * len(variants)
+    overlaps = {Path(p).stem: read_json(p) for p in (overlap_paths or [])}
     rows = []
-    for v, sp, mp, pp in zip(variants, survival_paths, metrics_paths, predict_paths):
+    for v, sp, mp, pp, bp in zip(variants, survival_paths, metrics_paths, predict_paths, replicate_paths):
         spec = parse_variant(v)
         met, pred = read_json(mp), read_json(pp)
         kind = "magnitude" if spec.kind == "match" else spec.kind
@@ -45,17 +96,28 @@ def build_summary(variants, survival_paths, metrics_paths, predict_paths) -> pd.
         row.update(fractions(read_table(sp, columns=["status", "born"]).to_pandas()))
         row.update({k: met[k] for k in ("perplexity", "kl_to_fp", "top1_agreement")})
         row["perplexity_sliding"] = met.get("perplexity_sliding")  # only with evaluation.sliding
-        row["auc"] = pred.get("auc")
+        row.update(auc=pred.get("auc"), auc_lo=pred.get("auc_lo"), auc_hi=pred.get("auc_hi"))
+        if bp is not None:
+            row.update(interval_columns(bp, row, met, uncertainty))
+        o = overlaps.get(v, {})
+        row.update(jaccard=o.get("jaccard"), jaccard_lo=o.get("jaccard_lo"), jaccard_hi=o.get("jaccard_hi"))
         rows.append(row)
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
     fp = df.loc[df.variant == "fp", "perplexity"]
     df["perplexity_change"] = df.perplexity / float(fp.iloc[0]) - 1 if len(fp) else float("nan")
+    judged = [verdict(row, gate) for row in df.to_dict("records")]
+    df["masked_damage"] = [m for m, _ in judged]
+    df["verdict"] = [line for _, line in judged]
     return df[list(COLUMNS)]
 
 
-def write_summary(variants, survival_paths, metrics_paths, predict_paths, out_path) -> None:
+def write_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths, out_path,
+                  uncertainty: UncertaintyConfig, gate: GateConfig) -> None:
     """The `summary` rule: summary.csv, and the table in the log."""
-    df = build_summary(variants, survival_paths, metrics_paths, predict_paths)
+    df = build_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths,
+                       uncertainty, gate)
     with atomic_path(out_path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-    log("summary:\n" + df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    log("summary:\n" + df.drop(columns=["verdict"]).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    for v, line in zip(df.variant, df.verdict):
+        log(f"verdict {v}: {line}")

@@ -514,15 +514,15 @@ def test_accumulator_chunking_and_sums(synth):
     X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
     one = accs["one"]
     # the sums themselves, against numpy on the dense matrices
-    assert (one.nx == (X != 0).sum(0)).all() and (one.ny == (Y != 0).sum(0)).all()
-    for got, want in ((one.sx, X64.sum(0)), (one.sy, Y64.sum(0)), (one.sxx, (X64**2).sum(0)),
-                      (one.syy, (Y64**2).sum(0)), (one.sxy, (X64 * Y64).sum(0))):
+    assert (one.totals()["nx"] == (X != 0).sum(0)).all() and (one.totals()["ny"] == (Y != 0).sum(0)).all()
+    for got, want in ((one.totals()["sx"], X64.sum(0)), (one.totals()["sy"], Y64.sum(0)), (one.totals()["sxx"], (X64**2).sum(0)),
+                      (one.totals()["syy"], (Y64**2).sum(0)), (one.totals()["sxy"], (X64 * Y64).sum(0))):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     for other in ("groups", "many"):
         acc = accs[other]
-        assert (acc.nx == one.nx).all() and (acc.ny == one.ny).all()
+        assert (acc.totals()["nx"] == one.totals()["nx"]).all() and (acc.totals()["ny"] == one.totals()["ny"]).all()
         for k in ("sx", "sy", "sxx", "syy", "sxy"):
-            np.testing.assert_allclose(getattr(acc, k), getattr(one, k), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(acc.totals()[k], one.totals()[k], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(acc.pearson(N_TOK), one.pearson(N_TOK), rtol=0, atol=1e-12, equal_nan=True)
     np.testing.assert_allclose(one.pearson(N_TOK), scipy_r(X, Y), rtol=0, atol=1e-9, equal_nan=True)
 
@@ -538,7 +538,7 @@ def test_accumulator_row_order_does_not_matter(synth):
         ordered.add(*cx, *cy)
         px, py = rng.permutation(len(cx[0])), rng.permutation(len(cy[0]))
         shuffled.add(*(a[px] for a in cx), *(a[py] for a in cy))
-    np.testing.assert_allclose(shuffled.sxy, (X.astype(np.float64) * Y).sum(0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(shuffled.totals()["sxy"], (X.astype(np.float64) * Y).sum(0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(shuffled.pearson(N_TOK), ordered.pearson(N_TOK), rtol=0, atol=1e-12, equal_nan=True)
 
 
@@ -548,12 +548,12 @@ def test_accumulator_pairs_edge_keys():
     tx, fx, vx = np.array([0, 0, 5]), np.array([0, 2, 1], np.int32), np.array([1.0, 2.0, 3.0], np.float32)
     ty, fy, vy = np.array([0, 5, 9]), np.array([0, 1, 2], np.int32), np.array([10.0, 20.0, 30.0], np.float32)
     acc.add(tx, fx, vx, ty, fy, vy)
-    assert list(acc.sxy) == [10.0, 60.0, 0.0]
+    assert list(acc.totals()["sxy"]) == [10.0, 60.0, 0.0]
     acc.add(np.array([12]), np.array([2], np.int32), np.array([4.0], np.float32),
             np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))
     acc.add(np.array([13, 14]), np.array([2, 2], np.int32), np.array([1.0, 1.0], np.float32),
             np.array([14, 13]), np.array([2, 2], np.int32), np.array([5.0, 7.0], np.float32))
-    assert list(acc.sxy) == [10.0, 60.0, 12.0]
+    assert list(acc.totals()["sxy"]) == [10.0, 60.0, 12.0]
 
 
 def test_accumulator_empty_chunks():
@@ -561,7 +561,7 @@ def test_accumulator_empty_chunks():
     e64, e32, ef = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
     acc.add(e64, e32, ef, e64, e32, ef)
     acc.add(np.array([0, 1]), np.array([1, 1], np.int32), np.array([1.0, 2.0], np.float32), e64, e32, ef)
-    assert list(acc.nx) == [0, 2, 0, 0] and list(acc.ny) == [0, 0, 0, 0] and (acc.sxy == 0).all()
+    assert list(acc.totals()["nx"]) == [0, 2, 0, 0] and list(acc.totals()["ny"]) == [0, 0, 0, 0] and (acc.totals()["sxy"] == 0).all()
 
 
 def test_misaligned_codes_raise(synth, tmp_path):

@@ -152,6 +152,20 @@ def get_predictability_all(wildcards):
     )
 
 
+def get_replicates_all(wildcards):
+    return expand(f"{R}/{wildcards.model}/bootstrap/{{variant}}.npz", variant=get_variants(wildcards))
+
+
+def get_risk_all(wildcards):
+    return expand(
+        f"{R}/{wildcards.model}/predictability/{{variant}}.risk.parquet", variant=get_variants(wildcards)
+    )
+
+
+def get_evidence_all(wildcards):
+    return expand(f"{R}/{wildcards.model}/evidence/{{variant}}.parquet", variant=get_variants(wildcards))
+
+
 def get_overlap_all(wildcards):
     if not CFG.pruning.match:
         return []
@@ -159,8 +173,10 @@ def get_overlap_all(wildcards):
 
 
 def get_final_outputs():
-    return expand(f"{R}/{{model}}/summary.csv", model=MODELS) + expand(
-        f"{R}/{{model}}/figures/{{name}}.png", model=MODELS, name=FIGURES
+    return (
+        expand(f"{R}/{{model}}/summary.csv", model=MODELS)
+        + expand(f"{R}/{{model}}/figures/{{name}}.png", model=MODELS, name=FIGURES)
+        + expand(f"{R}/{{model}}/browser.html", model=MODELS)
     )
 
 

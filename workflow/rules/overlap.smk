@@ -56,6 +56,8 @@ rule overlap:
         quantized=f"{R}/{{model}}/survival/{{quantized}}.parquet",
         pruned=f"{R}/{{model}}/survival/match-{{quantized}}.parquet",
         matched=f"{R}/{{model}}/matched/{{quantized}}.json",
+        quantized_replicates=f"{R}/{{model}}/bootstrap/{{quantized}}.npz",
+        pruned_replicates=f"{R}/{{model}}/bootstrap/match-{{quantized}}.npz",
     output:
         f"{R}/{{model}}/overlap/{{quantized}}.json",
     log:
@@ -63,6 +65,7 @@ rule overlap:
     conda:
         ENV
     params:
+        uncertainty=as_params(CFG.uncertainty),
         code=script_code("overlap"),
     script:
         "../scripts/overlap.py"

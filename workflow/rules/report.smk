@@ -3,6 +3,8 @@ rule summary:
         survival=get_survival_all,
         metrics=get_metrics_all,
         predictability=get_predictability_all,
+        replicates=get_replicates_all,
+        overlap=get_overlap_all,
     output:
         report(
             f"{R}/{{model}}/summary.csv",
@@ -15,6 +17,8 @@ rule summary:
         ENV
     params:
         variants=get_variants,
+        uncertainty=as_params(CFG.uncertainty),
+        gate=as_params(CFG.gate),
         code=script_code("summary"),
     script:
         "../scripts/summary.py"
@@ -46,3 +50,29 @@ rule figures:
         code=script_code("figures"),
     script:
         "../scripts/figures.py"
+
+
+rule browser:
+    input:
+        survival=get_survival_all,
+        risk=get_risk_all,
+        evidence=get_evidence_all,
+        contexts=f"{R}/{{model}}/contexts.parquet",
+        summary=f"{R}/{{model}}/summary.csv",
+    output:
+        report(
+            f"{R}/{{model}}/browser.html",
+            caption="../report/browser.rst",
+            category="Feature browser",
+        ),
+    log:
+        "logs/{model}/browser.log",
+    conda:
+        ENV
+    params:
+        variants=get_variants,
+        source=get_source,
+        thresholds=as_params(CFG.survival),
+        code=script_code("browser"),
+    script:
+        "../scripts/browser.py"

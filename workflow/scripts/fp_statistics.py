@@ -1,5 +1,8 @@
 # Thin: unpack the snakemake object, call one library function.
+from featureaudit.config import EvidenceConfig, UncertaintyConfig, from_params
 from featureaudit.runner import run_step
 from featureaudit.statistics import write_fp_statistics
 
-run_step(snakemake, write_fp_statistics, snakemake.input.codes, snakemake.input.sae, snakemake.output[0])
+i, o, p = snakemake.input, snakemake.output, snakemake.params
+run_step(snakemake, write_fp_statistics, i.codes, i.sae, i.tokens, o.statistics, o.blocks, o.contexts,
+         from_params(UncertaintyConfig, p.uncertainty), from_params(EvidenceConfig, p.evidence))

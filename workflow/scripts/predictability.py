@@ -1,7 +1,8 @@
 # Thin: unpack the snakemake object, call one library function.
-from featureaudit.config import PredictabilityConfig, from_params
+from featureaudit.config import PredictabilityConfig, UncertaintyConfig, from_params
 from featureaudit.predict import write_predictability
 from featureaudit.runner import run_step
 
-run_step(snakemake, write_predictability, snakemake.input[0], snakemake.output[0],
-         from_params(PredictabilityConfig, snakemake.params.settings))
+i, o, p = snakemake.input, snakemake.output, snakemake.params
+run_step(snakemake, write_predictability, i.survival, i.replicates, i.blocks, o.auc, o.risk,
+         from_params(PredictabilityConfig, p.settings), from_params(UncertaintyConfig, p.uncertainty))

@@ -1,7 +1,8 @@
 # Thin: unpack the snakemake object, call one library function.
+from featureaudit.config import GateConfig, UncertaintyConfig, from_params
 from featureaudit.runner import run_step
 from featureaudit.summary import write_summary
 
-i = snakemake.input
-run_step(snakemake, write_summary, snakemake.params.variants, i.survival, i.metrics, i.predictability,
-         snakemake.output[0])
+i, p = snakemake.input, snakemake.params
+run_step(snakemake, write_summary, p.variants, i.survival, i.metrics, i.predictability, i.replicates, i.overlap,
+         snakemake.output[0], from_params(UncertaintyConfig, p.uncertainty), from_params(GateConfig, p.gate))
