@@ -132,9 +132,15 @@ sel.addEventListener("change", () => { state.variant = +sel.value; state.page = 
 document.getElementById("status").addEventListener("change", e => { state.status = e.target.value; state.page = 0; renderTable(); });
 document.getElementById("search").addEventListener("input", e => { state.search = e.target.value; state.page = 0; renderTable(); });
 
-function decodeContexts() {
+async function inflate(b64, T) {
+  const bin = atob(b64), u = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) u[i] = bin.charCodeAt(i);
+  const stream = new Blob([u]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return new T(await new Response(stream).arrayBuffer());
+}
+async function decodeContexts() {
   if (TOK) return;
-  TOK = dec(D.tokens, Int32Array); VAL = dec(D.values, Uint8Array);
+  [TOK, VAL] = await Promise.all([inflate(D.tokens, Int32Array), inflate(D.values, Uint8Array)]);
   cellStart = new Int32Array(ctxLen.length + 1);
   for (let c = 0; c < ctxLen.length; c++) cellStart[c + 1] = cellStart[c] + ctxLen[c];
 }
@@ -185,8 +191,8 @@ function rPlot(i) {
   });
   return svg;
 }
-function openCard(i) {
-  decodeContexts();
+async function openCard(i) {
+  await decodeContexts();
   state.open = i;
   const card = document.getElementById("card"); card.replaceChildren();
   const h = document.createElement("h1"); h.textContent = "Feature " + feat[i]; card.appendChild(h);
@@ -228,11 +234,12 @@ function route() {
   if (rows) state.rows = Math.max(1, +rows[1]);
   if (v) { const j = V.findIndex(x => x.name === decodeURIComponent(v[1])); if (j >= 0) { state.variant = j; sel.value = j; } }
   const m = /f=(\d+)/.exec(location.hash);
-  if (m && byId.has(+m[1])) openCard(byId.get(+m[1]));
+  if (m && byId.has(+m[1])) openCard(byId.get(+m[1])).then(() => { document.body.dataset.cardMs = (performance.now() - t0).toFixed(1); });
 }
 window.addEventListener("hashchange", route);
 route();
 renderTable();
 document.body.dataset.loadMs = (performance.now() - t0).toFixed(1);
+document.body.dataset.scriptStartMs = t0.toFixed(1);  // since navigation: reading the file, parsing the page
 </script></body></html>
 """

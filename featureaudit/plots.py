@@ -68,6 +68,16 @@ def _label_points(ax, xs, ys, texts, fontsize=6):
                     va="center", arrowprops=dict(arrowstyle="-", lw=0.3, color="#999999") if shift else None)
 
 
+def _err(df: pd.DataFrame, col: str, scale: float = 1.0, flip: bool = False):
+    """Asymmetric error bars (2, n) from the summary's {col}_lo / {col}_hi, or None without them;
+    `flip` for a quantity drawn as 1 - col."""
+    if f"{col}_lo" not in df or df[f"{col}_lo"].isna().all():
+        return None
+    v, lo, hi = df[col].to_numpy(float), df[f"{col}_lo"].to_numpy(float), df[f"{col}_hi"].to_numpy(float)
+    below, above = (hi - v, v - lo) if flip else (v - lo, hi - v)
+    return np.nan_to_num(np.vstack([below, above]).clip(min=0)) * scale
+
+
 def survival_by_bits(summary: pd.DataFrame):
     q = summary[(summary.kind == "rtn") & (summary.family != "rtn-tensor")].sort_values("bits", ascending=False)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -77,14 +87,19 @@ def survival_by_bits(summary: pd.DataFrame):
         vals = q[f"frac_{s}"].to_numpy()
         ax.bar(labels, vals, bottom=bottom, color=STATUS_COLORS[s], label=s)
         bottom += vals
-    ax.set_ylabel("fraction of FP-active features")
+    # intervals of the two boundaries: survived, and survived + blurred (= 1 - damaged)
+    for col, top, flip in (("frac_survived", q.frac_survived, False), ("frac_damaged", 1 - q.frac_damaged, True)):
+        err = _err(q, col, flip=flip)
+        if err is not None:
+            ax.errorbar(labels, top, yerr=err, fmt="none", ecolor="black", elinewidth=0.9, capsize=3)
+    ax.set_ylabel("fraction of FP-active features (bars: 95 % intervals)")
     ax.set_ylim(0, 1)
     ax.set_title("Feature survival under RTN weight quantization")
     ax.legend(loc="lower left", fontsize=8)
     return fig
 
 
-def perplexity_vs_damage(summary: pd.DataFrame):
+def perplexity_vs_damage(summary: pd.DataFrame, tolerance: float | None = None):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     s = summary[summary.kind != "fp"].copy()
     s["degraded"] = (s.frac_blurred + s.frac_damaged) * 100
@@ -92,6 +107,13 @@ def perplexity_vs_damage(summary: pd.DataFrame):
     for family, part in s.groupby("family", sort=False):
         color, marker, label = _style(family)
         ax.scatter(part.dppl, part.degraded, marker=marker, color=color, label=label, s=28, zorder=3)
+        xerr, yerr = _err(part, "perplexity_change", 100), _err(part, "frac_survived", 100, flip=True)
+        if xerr is not None or yerr is not None:
+            ax.errorbar(part.dppl, part.degraded, xerr=xerr, yerr=yerr, fmt="none", ecolor=color, elinewidth=0.7,
+                        alpha=0.8, zorder=2)
+    if tolerance is not None:
+        ax.axvspan(-100 * tolerance, 100 * tolerance, color="#dddddd", alpha=0.6, lw=0, zorder=0,
+                   label=f"perplexity within {100 * tolerance:g} % of FP (the verdict's tolerance)")
     ax.axvline(0, color="grey", lw=0.5)
     ax.margins(x=0.15, y=0.08)
     if s.dppl.abs().max() > 50:  # pruning to 40 % can cost +300 %: log beyond 10 %
@@ -125,6 +147,10 @@ def bits_per_weight(summary: pd.DataFrame, reference_bits: float | None):
             ax.plot(part.bits_per_weight, part[col] * 100, marker=marker, color=color, label=label,
                     ms=9 if hollow else 6, mfc="none" if hollow else color, mew=1.5,
                     lw=1 if family.startswith("rtn") else 0)
+            err = _err(part, col, 100)
+            if err is not None:
+                ax.errorbar(part.bits_per_weight, part[col] * 100, yerr=err, fmt="none", ecolor=color, elinewidth=0.8,
+                            capsize=2)
             near = part[part.vs_reference.astype(bool)]
             ax.scatter(near.bits_per_weight, near[col] * 100, s=170, facecolors="none", edgecolors="black",
                        lw=0.8, zorder=4, label="weights (nearly) the reference's own" if len(near) else None)
@@ -190,14 +216,18 @@ def predictor_auc(predictions: dict[str, dict]):
     columns = predictors + ["logistic regression (CV)"]
     values = np.array([[predictions[n]["marginal_auc"].get(p) or np.nan for p in predictors]
                        + [predictions[n].get("auc") or np.nan] for n in names], dtype=float)
+    cv_ci = {n: (predictions[n].get("auc_lo"), predictions[n].get("auc_hi")) for n in names}
     few = np.array([min(predictions[n]["n_survived"], predictions[n]["n_not_survived"]) < MIN_CLASS for n in names])
-    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 3, 0.32 * len(names) + 1.8))
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 4, 0.32 * len(names) + 1.8))
     shown = np.where(few[:, None], np.nan, values)
     im = ax.imshow(shown, cmap="viridis", vmin=0.5, vmax=1.0, aspect="auto")
     for i, n in enumerate(names):
         for j in range(len(columns)):
             v = values[i, j]
             text = "n/a" if np.isnan(v) else f"{v:.2f}"
+            lo, hi = cv_ci[n] if j == len(columns) - 1 else (None, None)
+            if lo is not None and hi is not None and not np.isnan(v):
+                text += f" [{lo:.2f}, {hi:.2f}]"
             if few[i]:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#eeeeee", hatch="///",
                                            edgecolor="#bbbbbb", lw=0))
@@ -217,7 +247,9 @@ def overlap_plot(overlaps: dict[str, dict]):
     fig, ax = plt.subplots(figsize=(6, 4))
     names = list(overlaps)
     x = np.arange(len(names))
-    ax.bar(x - 0.2, [overlaps[n]["jaccard"] for n in names], 0.4, label="Jaccard (not-survived sets)", color="#264653")
+    jac = pd.DataFrame([{k: overlaps[n].get(k, np.nan) for k in ("jaccard", "jaccard_lo", "jaccard_hi")} for n in names])
+    ax.bar(x - 0.2, jac.jaccard, 0.4, label="Jaccard (not-survived sets; 95 % interval)", color="#264653",
+           yerr=_err(jac, "jaccard"), ecolor="black", capsize=3, error_kw={"elinewidth": 0.9})
     ax.bar(x + 0.2, [overlaps[n]["spearman"] for n in names], 0.4, label="Spearman (damage 1-r)", color="#e9c46a")
     for i, n in enumerate(names):
         ax.annotate(f"s={overlaps[n]['matched_sparsity']:.2f}", (i, 0.02), ha="center", fontsize=7)
@@ -238,7 +270,8 @@ def _empty(title: str):
     return fig
 
 
-def make_figures(summary_csv, variants, survival_paths, predict_paths, quantized, overlap_paths, outputs) -> None:
+def make_figures(summary_csv, variants, survival_paths, predict_paths, quantized, overlap_paths, outputs,
+                 tolerance: float | None = None) -> None:
     """The `figures` rule: every figure in FIGURES, as each of the requested output files."""
     summary = pd.read_csv(verify_file(summary_csv))
     summary["vs_reference"] = summary.vs_reference.fillna("")
@@ -250,7 +283,7 @@ def make_figures(summary_csv, variants, survival_paths, predict_paths, quantized
     overlaps = {q: read_json(p) for q, p in zip(quantized, overlap_paths)}
     builders = {
         "survival_by_bits": lambda: survival_by_bits(summary) if (summary.kind == "rtn").any() else _empty("survival"),
-        "perplexity_vs_damage": lambda: perplexity_vs_damage(summary),
+        "perplexity_vs_damage": lambda: perplexity_vs_damage(summary, tolerance),
         "bits_per_weight": lambda: (bits_per_weight(summary, reference_bits)
                                     if summary.bits_per_weight.notna().sum() > 1 else _empty("bits per weight")),
         "r_histogram": lambda: r_histogram(tables, families) if tables else _empty("r histogram"),

@@ -286,7 +286,8 @@ def test_adding_a_format_plans_only_its_jobs(gguf_project):
     finally:
         gguf_project.config = original
         gguf_project.write()
-    assert counts == {"variant": 1, "survival": 1, "predictability": 1, "summary": 1, "figures": 1, "all": 1}
+    assert counts == {"variant": 1, "survival": 1, "predictability": 1, "summary": 1, "figures": 1, "browser": 1,
+                      "all": 1}
 
 
 @pytest.mark.slow

@@ -178,7 +178,7 @@ def test_adding_a_bit_width_schedules_only_the_new_branch(arch_project):
         arch_project.config = original
         arch_project.write()
     per_model = {"variant": 2, "survival": 2, "predictability": 2,
-                 "match_pruning": 1, "overlap": 1, "summary": 1, "figures": 1}
+                 "match_pruning": 1, "overlap": 1, "summary": 1, "figures": 1, "browser": 1}
     expected = {rule: n * len(MODELS) for rule, n in per_model.items()} | {"all": 1}
     assert counts == expected
 
@@ -247,7 +247,8 @@ def test_snakemake_report_embeds_summary_and_figures(arch_project, tmp_path):
     entries = json.loads(m.group(1))
     results = (arch_project.workdir / "results").resolve()
     expected = {results / model / "summary.csv" for model in MODELS} | {
-        results / model / "figures" / f"{name}.{ext}" for model in MODELS for name in FIGURES for ext in ("png", "svg")}
+        results / model / "figures" / f"{name}.{ext}" for model in MODELS for name in FIGURES for ext in ("png", "svg")} | {
+        results / model / "browser.html" for model in MODELS}
     assert {Path(p).resolve() for p in entries} == expected
     caption = (REPO / "workflow" / "report" / "summary.rst").read_text().split()[:4]
     for path, entry in entries.items():

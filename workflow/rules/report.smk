@@ -47,6 +47,8 @@ rule figures:
     params:
         variants=get_variants,
         quantized=QUANTIZED,
+        thresholds=as_params(CFG.survival),  # the caption says which thresholds the figures used
+        gate=as_params(CFG.gate),
         code=script_code("figures"),
     script:
         "../scripts/figures.py"
