@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CORES  ?= 2
 
-.PHONY: run test verify setup clean
+.PHONY: run test verify setup clean chromium
 
 $(VENV)/.installed: envs/requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,8 +20,13 @@ setup: $(VENV)/.installed
 run: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH snakemake --cores $(CORES) --profile profiles/default
 
-test: setup
+test: setup chromium
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH python -m pytest -q tests
+
+# The feature browser's tests open pages in a real headless browser: Debian's Chromium,
+# installed once per machine (about 40 s) when it is not there.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }
 
 # Check every output against the checksum recorded when it was written (README: "When
 # something goes wrong"); RESULTS is the config's results folder.

@@ -68,6 +68,8 @@ def fraction_failures(row, variant: str, gate: GateConfig) -> tuple[list[str], s
 
 
 def read_watchlist(path) -> list[int]:
+    if not Path(path).is_file():
+        raise AuditError(f"--watchlist {path} does not exist; give a text file of feature ids, one per line")
     ids = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         text = line.split("#", 1)[0].strip()
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
             failures += watchlist_failures(read_table(table).to_pandas(), ids, args.variant, args.watchlist)
             passed += f"; all {len(ids)} watched features survived"
     except (AuditError, OSError, KeyError, ValueError) as e:  # ValueError: pandas' ParserError, EmptyDataError; non-numbers
-        print(f"featureaudit-gate: {str(e).strip(chr(39))}", file=sys.stderr)
+        print(f"featureaudit-gate: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     print("\n".join(failures) if failures else passed)
     return 1 if failures else 0
