@@ -24,6 +24,7 @@ include: "workflow/rules/sae.smk"
 include: "workflow/rules/variant.smk"
 include: "workflow/rules/survival.smk"
 include: "workflow/rules/overlap.smk"
+include: "workflow/rules/causal.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -43,8 +43,9 @@ def _num(x):
 
 def build_payload(model: str, variants: list[str], survival: dict[str, pd.DataFrame], risk: dict[str, pd.DataFrame],
                   contexts: pd.DataFrame, evidence: dict[str, pd.DataFrame], summary: pd.DataFrame,
-                  token_text: dict[int, str], thresholds: dict) -> dict:
-    """Everything the page shows, as plain JSON with typed arrays in base64."""
+                  token_text: dict[int, str], thresholds: dict, causal: dict[str, pd.DataFrame] | None = None) -> dict:
+    """Everything the page shows, as plain JSON with typed arrays in base64. `causal`: the
+    causal audit's per-feature tables of the variants that have one (sampled features only)."""
     fp = survival["fp"] if "fp" in survival else next(iter(survival.values()))
     features = fp.loc[fp.status != "inactive", "feature"].to_numpy()
     n_f, n_v = len(features), len(variants)
@@ -58,6 +59,13 @@ def build_payload(model: str, variants: list[str], survival: dict[str, pd.DataFr
         if v in risk:
             rk[j] = risk[v].set_index("feature").risk.reindex(features).to_numpy(np.float32)
     stats = fp.set_index("feature").loc[features]
+    causal_r = np.full((n_v, n_f), np.nan, np.float32)
+    steering = np.full((n_v, n_f), np.nan, np.float32)
+    for j, v in enumerate(variants):
+        if causal and v in causal:
+            c = causal[v].set_index("feature")
+            causal_r[j] = c.causal_r.reindex(features).to_numpy(np.float32)
+            steering[j] = c.steering_overlap.reindex(features).to_numpy(np.float32)
 
     # contexts of the shown features, in (feature, rank) order
     ctx = contexts[contexts.feature.isin(features)].sort_values(["feature", "rank"], kind="stable")
@@ -94,6 +102,7 @@ def build_payload(model: str, variants: list[str], survival: dict[str, pd.DataFr
         "freq": _b64(stats.firing_frequency.to_numpy(np.float32)),
         "mean_active": _b64(stats.mean_active_activation.to_numpy(np.float32)),
         "r": _b64(r), "status": _b64(status), "risk": _b64(rk),
+        "causal_r": _b64(causal_r), "steering": _b64(steering), "has_causal": bool(causal),
         "ctx_start": _b64(ctx_start), "ctx_len": _b64(lengths),
         "ctx_center": _b64((ctx.center - ctx.start).to_numpy(np.int32)),
         "tokens": _gz64(tok_index.astype(np.int32)), "vocab": [token_text.get(int(i), f"<{int(i)}>") for i in vocab],
@@ -113,7 +122,7 @@ def token_strings(tokenizer, ids) -> dict[int, str]:
 
 
 def write_browser(model: str, variants, survival_paths, risk_paths, contexts_path, evidence_paths, summary_path,
-                  source: dict, thresholds: dict, out_path) -> None:
+                  source: dict, thresholds: dict, out_path, causal_paths: dict | None = None) -> None:
     """The `browser` rule: results/<model>/browser.html."""
     from .models import load_tokenizer
     from .progress import log
@@ -124,8 +133,9 @@ def write_browser(model: str, variants, survival_paths, risk_paths, contexts_pat
     contexts = read_contexts(contexts_path)
     ids = np.unique(np.concatenate(contexts.token_ids.to_numpy())) if len(contexts) else []
     text = token_strings(load_tokenizer(source["source"], source["path"], source["name"]), ids)
+    causal = {v: read_table(p).to_pandas() for v, p in (causal_paths or {}).items()}
     payload = build_payload(model, list(variants), survival, risk, contexts, evidence, pd.read_csv(summary_path),
-                            text, thresholds)
+                            text, thresholds, causal)
     html = render(payload)
     with atomic_path(out_path) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")

@@ -51,6 +51,7 @@ const NF = D.n_features, V = D.variants, NV = V.length;
 const feat = dec(D.feature, Int32Array), fpTok = dec(D.fp_tokens, Int32Array);
 const peak = dec(D.peak, Float32Array), freq = dec(D.freq, Float32Array), meanAct = dec(D.mean_active, Float32Array);
 const R = dec(D.r, Float32Array), ST = dec(D.status, Int8Array), RISK = dec(D.risk, Float32Array);
+const CR = dec(D.causal_r, Float32Array), STEER = dec(D.steering, Float32Array);
 const ctxStart = dec(D.ctx_start, Int32Array), ctxLen = dec(D.ctx_len, Int32Array), ctxCenter = dec(D.ctx_center, Int32Array);
 const scale = dec(D.scale, Float32Array);
 let TOK = null, VAL = null, cellStart = null;  // decoded when the first card opens
@@ -204,16 +205,23 @@ async function openCard(i) {
   card.appendChild(rPlot(i));
   const tab = document.createElement("table"); tab.id = "variants";
   const head = document.createElement("tr");
-  for (const t of ["variant", "status", "r", "risk"]) { const th = document.createElement("th"); th.textContent = t; head.appendChild(th); }
+  const cols = ["variant", "status", "r", "risk"].concat(D.has_causal ? ["causal r", "steering overlap"] : []);
+  for (const t of cols) { const th = document.createElement("th"); th.textContent = t; head.appendChild(th); }
   tab.appendChild(head);
   V.forEach((v, j) => {
     const s = D.statuses[ST[j * NF + i]], tr = document.createElement("tr");
     tr.append(td(v.name), td(s, "s-" + s), td(fmt(R[j * NF + i], 3)), td(fmt(RISK[j * NF + i], 2)));
+    if (D.has_causal) {
+      const c = CR[j * NF + i], o = STEER[j * NF + i];
+      const broken = !Number.isNaN(c) && c < D.thresholds.survived_r;
+      tr.append(td(fmt(c, 3), broken && s === "survived" ? "s-damaged" : ""), td(fmt(o, 2)));
+    }
     tab.appendChild(tr);
   });
   card.appendChild(tab);
   const n = document.createElement("p"); n.className = "note";
-  n.textContent = "risk: out-of-fold probability of not surviving predicted from FP statistics alone. Shading: activation relative to the feature's FP peak; the boxed token is the context's FP maximum; hover a token for its value.";
+  n.textContent = "risk: out-of-fold probability of not surviving predicted from FP statistics alone. " +
+    (D.has_causal ? "causal r: correlation of the feature's ablation effects in FP and the variant (sampled features and causal variants only; red where it survives geometrically but not causally); steering overlap: shared share of the top promoted tokens. " : "") + "Shading: activation relative to the feature's FP peak; the boxed token is the context's FP maximum; hover a token for its value.";
   card.appendChild(n);
   const h2 = document.createElement("h2"); h2.textContent = "Top FP contexts, FP and the variants on the same tokens"; card.appendChild(h2);
   const only = document.createElement("label"); only.className = "note";

@@ -8,8 +8,8 @@ __post_init__ checks what a schema cannot (cross-field rules).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import get_type_hints
 from pathlib import Path
+from typing import get_type_hints
 
 import yaml
 
@@ -232,6 +232,7 @@ class GateConfig:
     # Perplexity within this relative change of FP counts as "perplexity says fine": llama.cpp
     # keeps a few percent next to its quantized-model perplexity baselines.
     perplexity_tolerance: float = 0.02
+    watchlist: str | None = None  # file of feature ids that must survive (featureaudit-gate; sampled by causal)
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,21 @@ class UncertaintyConfig:
     blocks: int = 100  # sequences are pooled into at most this many blocks (memory: blocks x d_sae)
     level: float = 0.95  # two-sided interval
     seed: int = 0  # the same draws for every variant, so intervals of differences are paired
+
+
+@dataclass(frozen=True)
+class CausalConfig:
+    """Causal fidelity at the hook (causal): splice scores, ablation and steering per variant."""
+
+    variants: tuple = ("rtn-w6", "rtn-w5", "rtn-w4")  # which variants get the causal audit
+    features: int = 24  # FP-active features sampled (the gate's watch-list always included)
+    sequences_per_feature: int = 2  # held-out sequences per feature, those where it fires hardest
+    pool: int = 32  # held-out sequences the features and their sequences are drawn from
+    splice_sequences: int = 16  # held-out sequences for the splice scores
+    steer_scale: float = 4.0  # steering adds this x the feature's mean FP activation when active
+    top_k: int = 10  # promoted tokens compared for steering transfer
+    min_overlap: float = 0.5  # steering transfers when this share of the top-k agree
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -301,6 +317,7 @@ class AuditConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    causal: CausalConfig = field(default_factory=CausalConfig)
 
     def token_budget(self, model: str) -> TokenBudget:
         c = self.corpus
@@ -328,6 +345,11 @@ class AuditConfig:
         if self.pruning.match:
             names += [f"match-{v.name}" for v in self.quantization.variants()]
         return names
+
+    def causal_variants(self, model: str) -> list[str]:
+        """The model's variants that get the causal audit (causal.variants, in the model's order)."""
+        wanted = set(self.causal.variants)
+        return [v for v in self.variants(model) if v in wanted and v != "fp"]
 
     def quantized(self) -> list[str]:
         return [v.name for v in self.quantization.variants()]
@@ -419,6 +441,7 @@ def load_config(raw: dict) -> AuditConfig:
         "corpus": CorpusConfig, "quantization": QuantizationConfig, "pruning": PruningConfig,
         "survival": Thresholds, "evaluation": EvaluationConfig, "predictability": PredictabilityConfig,
         "gate": GateConfig, "uncertainty": UncertaintyConfig, "evidence": EvidenceConfig,
+        "causal": CausalConfig,
     }
     built = {key: problems.check(_build, cls, raw.get(key)) for key, cls in sections.items()}
     formats = problems.check(_formats, raw.get("formats") or [])
@@ -462,4 +485,15 @@ def cross_field_problems(cfg: AuditConfig) -> list[str]:
     if c.n_tokens < c.context_length:
         out.append(f"corpus.n_tokens ({c.n_tokens}) is less than one sequence (corpus.context_length "
                    f"{c.context_length}); raise it")
+    for name, m in cfg.models.items():
+        point = m.hook.rsplit(".", 1)[-1]
+        if cfg.causal_variants(name) and point not in ("hook_resid_post", "hook_resid_pre"):
+            out.append(f"causal: models.{name}.hook {m.hook} is not in the residual stream, where the causal audit "
+                       "edits; set causal.variants: [] or hook a residual stream")
+    held_out_seqs = e.n_tokens // c.context_length
+    if any(cfg.causal_variants(n) for n in cfg.models) and cfg.causal.pool > held_out_seqs:
+        out.append(f"causal.pool ({cfg.causal.pool}) is more than the {held_out_seqs} held-out sequences "
+                   "(evaluation.n_tokens / corpus.context_length); lower it")
+    if cfg.gate.watchlist and not Path(cfg.gate.watchlist).is_file():
+        out.append(f"gate.watchlist: {cfg.gate.watchlist} does not exist; give a text file of feature ids, one per line")
     return out

@@ -125,7 +125,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", help="the audit's config.yaml, whose gate: block gives the thresholds (default ./config.yaml)")
     ap.add_argument("--min-survived", type=float, help="fraction of FP-active features that must survive")
     ap.add_argument("--max-damaged", type=float, help="fraction that may be damaged")
-    ap.add_argument("--watchlist", help="file of feature ids (one per line) that must each survive")
+    ap.add_argument("--watchlist", help="file of feature ids (one per line) that must each survive "
+                                        "(default: the config's gate.watchlist)")
     args = ap.parse_args(argv)
     try:
         gate, _ = gate_config(args.config or "config.yaml", explicit=args.config is not None)
@@ -137,14 +138,15 @@ def main(argv=None) -> int:
             verify_file(args.summary)
         row = _row(pd.read_csv(args.summary), args.variant)
         failures, passed = fraction_failures(row, args.variant, gate)
-        if args.watchlist:
-            ids = read_watchlist(args.watchlist)
+        watchlist = args.watchlist or gate.watchlist
+        if watchlist:
+            ids = read_watchlist(watchlist)
             table = Path(args.summary).parent / "survival" / f"{args.variant}.parquet"
             if not table.exists():
                 raise AuditError(f"{table} does not exist: a watch-list needs the survival tables beside the summary")
             from .io import read_table
 
-            failures += watchlist_failures(read_table(table).to_pandas(), ids, args.variant, args.watchlist)
+            failures += watchlist_failures(read_table(table).to_pandas(), ids, args.variant, watchlist)
             passed += f"; all {len(ids)} watched features survived"
     except (AuditError, OSError, KeyError, ValueError) as e:  # ValueError: pandas' ParserError, EmptyDataError; non-numbers
         print(f"featureaudit-gate: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)

@@ -29,6 +29,7 @@ PRODUCERS = {
     "predictability": "predictability", "curve.json": "pruning_curve", "matched": "match_pruning",
     "overlap": "overlap", "summary.csv": "summary", "fp_blocks.npz": "fp_statistics",
     "contexts.parquet": "fp_statistics", "bootstrap": "survival", "evidence": "survival", "browser.html": "browser",
+    "causal": "causal",
     "figures": "figures",
 }
 

@@ -1,4 +1,5 @@
 """Output names the Snakefile and the library must agree on. Pure Python: the Snakefile
 imports it on every start and in every cluster job."""
 
-FIGURES = ("survival_by_bits", "perplexity_vs_damage", "bits_per_weight", "r_histogram", "predictor_auc", "overlap")
+FIGURES = ("survival_by_bits", "perplexity_vs_damage", "bits_per_weight", "r_histogram", "predictor_auc", "overlap",
+           "causal")

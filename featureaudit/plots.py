@@ -263,6 +263,30 @@ def overlap_plot(overlaps: dict[str, dict]):
     return fig
 
 
+def causal_plot(tables: dict[str, pd.DataFrame], survived_r: float):
+    """Small multiples, one per variant: geometric r (x) against causal r (y) of the sampled
+    features. Lower right: survives geometrically, not causally."""
+    n = len(tables)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 0.6, 3.6), squeeze=False, sharey=True)
+    for ax, (name, t) in zip(axes[0], tables.items()):
+        x = t.geometric_r.fillna(-0.2).clip(-0.2, 1).to_numpy()
+        y = t.causal_r.fillna(-0.2).clip(-0.2, 1).to_numpy()
+        odd = (t.geometric_status == "survived").to_numpy() & (y < survived_r)
+        ax.scatter(x[~odd], y[~odd], s=16, color="#264653", label="agree or not survived")
+        ax.scatter(x[odd], y[odd], s=22, color="#e76f51", marker="D", label="geometric yes, causal no")
+        ax.axvline(survived_r, color="grey", lw=0.6, ls=":")
+        ax.axhline(survived_r, color="grey", lw=0.6, ls=":")
+        ax.set_xlim(-0.25, 1.05)
+        ax.set_ylim(-0.25, 1.05)
+        ax.set_title(f"{name}: {int(odd.sum())} of {int((t.geometric_status == 'survived').sum())} survivors", fontsize=9)
+        ax.set_xlabel("geometric r (codes, FP vs variant)", fontsize=8)
+    axes[0][0].set_ylabel("causal r (ablation effects, FP vs variant)", fontsize=8)
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"Does a feature still do the same thing? ({len(next(iter(tables.values())))} sampled features)")
+    fig.tight_layout()
+    return fig
+
+
 def _empty(title: str):
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.text(0.5, 0.5, f"{title}: nothing to show with this config", ha="center", va="center")
@@ -271,7 +295,7 @@ def _empty(title: str):
 
 
 def make_figures(summary_csv, variants, survival_paths, predict_paths, quantized, overlap_paths, outputs,
-                 tolerance: float | None = None) -> None:
+                 tolerance: float | None = None, causal_paths: dict | None = None, survived_r: float = 0.9) -> None:
     """The `figures` rule: every figure in FIGURES, as each of the requested output files."""
     summary = pd.read_csv(verify_file(summary_csv))
     summary["vs_reference"] = summary.vs_reference.fillna("")
@@ -289,6 +313,8 @@ def make_figures(summary_csv, variants, survival_paths, predict_paths, quantized
         "r_histogram": lambda: r_histogram(tables, families) if tables else _empty("r histogram"),
         "predictor_auc": lambda: predictor_auc(preds) if preds else _empty("predictability"),
         "overlap": lambda: overlap_plot(overlaps) if overlaps else _empty("overlap"),
+        "causal": lambda: (causal_plot({v: read_table(p).to_pandas() for v, p in causal_paths.items()}, survived_r)
+                           if causal_paths else _empty("causal fidelity")),
     }
     for name in FIGURES:
         paths = [str(p) for p in outputs if Path(p).stem == name]

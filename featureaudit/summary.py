@@ -21,7 +21,14 @@ COLUMNS = ("variant", "kind", "family", "bits", "bits_per_weight", "sparsity", "
            "frac_blurred", "frac_blurred_lo", "frac_blurred_hi", "frac_damaged", "frac_damaged_lo", "frac_damaged_hi",
            "n_born", "perplexity", "perplexity_se", "perplexity_lo", "perplexity_hi", "perplexity_sliding",
            "perplexity_change", "perplexity_change_lo", "perplexity_change_hi", "kl_to_fp", "top1_agreement",
-           "auc", "auc_lo", "auc_hi", "jaccard", "jaccard_lo", "jaccard_hi", "masked_damage", "verdict")
+           "auc", "auc_lo", "auc_hi", "jaccard", "jaccard_lo", "jaccard_hi",
+           "splice_ce_score", "splice_kl_score", "splice_explained_variance", "splice_l0", "causal_features",
+           "frac_causal_survived", "frac_geometric_not_causal", "frac_geometric_not_causal_lo",
+           "frac_geometric_not_causal_hi", "frac_steering_transfers", "frac_steering_transfers_lo",
+           "frac_steering_transfers_hi", "masked_damage", "verdict")
+CAUSAL = ("frac_causal_survived", "frac_geometric_not_causal", "frac_geometric_not_causal_lo",
+          "frac_geometric_not_causal_hi", "frac_steering_transfers", "frac_steering_transfers_lo",
+          "frac_steering_transfers_hi")
 
 #: Relative weight error below which a variant is the reference again (float rounding only), and
 #: below which it is nearly so (well under what INT8 RTN does to real weights, ~0.01): a
@@ -77,10 +84,22 @@ def verdict(row: dict, gate: GateConfig) -> tuple[bool, str]:
     return masked, line
 
 
+def causal_columns(result: dict, splice_key: str = "splice") -> dict:
+    sp = result[splice_key]
+    out = {"splice_ce_score": sp["ce_score"], "splice_kl_score": sp["kl_score"],
+           "splice_explained_variance": sp["explained_variance"], "splice_l0": sp["l0"]}
+    if splice_key == "splice":
+        out["causal_features"] = result["n_features"]
+        out.update({k: result[k] for k in CAUSAL})
+    return out
+
+
 def build_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths=None, overlap_paths=None,
-                  uncertainty: UncertaintyConfig = UncertaintyConfig(), gate: GateConfig = GateConfig()) -> pd.DataFrame:
+                  uncertainty: UncertaintyConfig = UncertaintyConfig(), gate: GateConfig = GateConfig(),
+                  causal_paths=()) -> pd.DataFrame:
     replicate_paths = replicate_paths or [None] * len(variants)
     overlaps = {Path(p).stem: read_json(p) for p in (overlap_paths or [])}
+    causal = {Path(p).stem: read_json(p) for p in causal_paths}
     rows = []
     for v, sp, mp, pp, bp in zip(variants, survival_paths, metrics_paths, predict_paths, replicate_paths):
         spec = parse_variant(v)
@@ -101,6 +120,10 @@ def build_summary(variants, survival_paths, metrics_paths, predict_paths, replic
             row.update(interval_columns(bp, row, met, uncertainty))
         o = overlaps.get(v, {})
         row.update(jaccard=o.get("jaccard"), jaccard_lo=o.get("jaccard_lo"), jaccard_hi=o.get("jaccard_hi"))
+        if v in causal:
+            row.update(causal_columns(causal[v]))
+        elif v == "fp" and causal:  # FP's own splice scores, the baseline of every variant's
+            row.update(causal_columns(next(iter(causal.values())), "fp_splice"))
         rows.append(row)
     df = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
     fp = df.loc[df.variant == "fp", "perplexity"]
@@ -112,10 +135,10 @@ def build_summary(variants, survival_paths, metrics_paths, predict_paths, replic
 
 
 def write_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths, out_path,
-                  uncertainty: UncertaintyConfig, gate: GateConfig) -> None:
+                  uncertainty: UncertaintyConfig, gate: GateConfig, causal_paths=()) -> None:
     """The `summary` rule: summary.csv, and the table in the log."""
     df = build_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths,
-                       uncertainty, gate)
+                       uncertainty, gate, causal_paths)
     with atomic_path(out_path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     log("summary:\n" + df.drop(columns=["verdict"]).to_string(index=False, float_format=lambda x: f"{x:.4g}"))

@@ -256,3 +256,11 @@ def test_snakemake_report_embeds_summary_and_figures(arch_project, tmp_path):
         assert base64.b64decode(payload) == Path(path).read_bytes(), path
         if path.endswith("summary.csv"):
             assert " ".join(caption) in entry["caption"], entry["caption"][:200]
+        assert "{{" not in entry["caption"] and "snakemake.params" not in entry["caption"], path  # rendered
+        name = Path(path).stem
+        if name in FIGURES:  # each figure under its own caption, with the thresholds this run used
+            own = (REPO / "workflow" / "report" / f"{name}.rst").read_text().split()[:3]
+            assert " ".join(own) in entry["caption"], (path, entry["caption"][:200])
+    survived_r = arch_project.config["survival"].get("survived_r", 0.9)
+    by_path = {Path(p).resolve(): e for p, e in entries.items()}
+    assert f"r &gt;= {survived_r}" in by_path[results / MODELS[0] / "figures" / "survival_by_bits.png"]["caption"]

@@ -166,6 +166,31 @@ def get_evidence_all(wildcards):
     return expand(f"{R}/{wildcards.model}/evidence/{{variant}}.parquet", variant=get_variants(wildcards))
 
 
+def get_fp_causal_inputs(wildcards):
+    inputs = {
+        "tokens": f"{R}/{wildcards.model}/tokens.parquet",
+        "reference": f"{R}/{wildcards.model}/reference",
+        "sae": f"{R}/{wildcards.model}/sae",
+        "fp_survival": f"{R}/{wildcards.model}/survival/fp.parquet",
+        "statistics": f"{R}/{wildcards.model}/fp_statistics.parquet",
+    }
+    if CFG.gate.watchlist:
+        inputs["watchlist"] = CFG.gate.watchlist
+    return inputs
+
+
+def get_causal_all(wildcards):
+    return expand(
+        f"{R}/{wildcards.model}/causal/{{variant}}.json", variant=CFG.causal_variants(wildcards.model)
+    )
+
+
+def get_causal_tables(wildcards):
+    return expand(
+        f"{R}/{wildcards.model}/causal/{{variant}}.parquet", variant=CFG.causal_variants(wildcards.model)
+    )
+
+
 def get_overlap_all(wildcards):
     if not CFG.pruning.match:
         return []

@@ -5,6 +5,7 @@ rule summary:
         predictability=get_predictability_all,
         replicates=get_replicates_all,
         overlap=get_overlap_all,
+        causal=get_causal_all,
     output:
         report(
             f"{R}/{{model}}/summary.csv",
@@ -24,22 +25,24 @@ rule summary:
         "../scripts/summary.py"
 
 
+def figure(name):
+    """Both files of one figure, in the report under its own caption (report/<name>.rst)."""
+    return report(
+        expand(f"{R}/{{{{model}}}}/figures/{name}.{{ext}}", ext=["png", "svg"]),
+        caption=f"../report/{name}.rst",
+        category="Figures",
+    )
+
+
 rule figures:
     input:
         summary=f"{R}/{{model}}/summary.csv",
         survival=get_survival_all,
         predictability=get_predictability_all,
         overlap=get_overlap_all,
+        causal=get_causal_tables,
     output:
-        report(
-            expand(
-                f"{R}/{{{{model}}}}/figures/{{name}}.{{ext}}",
-                name=FIGURES,
-                ext=["png", "svg"],
-            ),
-            caption="../report/figures.rst",
-            category="Figures",
-        ),
+        **{name: figure(name) for name in FIGURES},
     log:
         "logs/{model}/figures.log",
     conda:
@@ -47,8 +50,10 @@ rule figures:
     params:
         variants=get_variants,
         quantized=QUANTIZED,
-        thresholds=as_params(CFG.survival),  # the caption says which thresholds the figures used
+        thresholds=as_params(CFG.survival),  # the captions say which settings the figures used
         gate=as_params(CFG.gate),
+        uncertainty=as_params(CFG.uncertainty),
+        causal_variants=lambda wildcards: CFG.causal_variants(wildcards.model),
         code=script_code("figures"),
     script:
         "../scripts/figures.py"
@@ -61,6 +66,7 @@ rule browser:
         evidence=get_evidence_all,
         contexts=f"{R}/{{model}}/contexts.parquet",
         summary=f"{R}/{{model}}/summary.csv",
+        causal=get_causal_tables,
     output:
         report(
             f"{R}/{{model}}/browser.html",
@@ -75,6 +81,7 @@ rule browser:
         variants=get_variants,
         source=get_source,
         thresholds=as_params(CFG.survival),
+        causal_variants=lambda wildcards: CFG.causal_variants(wildcards.model),
         code=script_code("browser"),
     script:
         "../scripts/browser.py"
