@@ -278,7 +278,8 @@ def causal_plot(tables: dict[str, pd.DataFrame], survived_r: float):
         ax.axhline(survived_r, color="grey", lw=0.6, ls=":")
         ax.set_xlim(-0.25, 1.05)
         ax.set_ylim(-0.25, 1.05)
-        ax.set_title(f"{name}: {int(odd.sum())} of {int((t.geometric_status == 'survived').sum())} survivors", fontsize=9)
+        ax.set_title(f"{name}: {int(odd.sum())} of {int((t.geometric_status == 'survived').sum())} geometric survivors lose it",
+                     fontsize=9)
         ax.set_xlabel("geometric r (codes, FP vs variant)", fontsize=8)
     axes[0][0].set_ylabel("causal r (ablation effects, FP vs variant)", fontsize=8)
     axes[0][-1].legend(fontsize=7, loc="lower left")
