@@ -32,6 +32,7 @@ SECTIONS = {
     "gate": c.GateConfig,
     "uncertainty": c.UncertaintyConfig,
     "evidence": c.EvidenceConfig,
+    "causal": c.CausalConfig,
 }
 
 HEADER = """# Configuration

@@ -153,17 +153,22 @@ def get_predictability_all(wildcards):
 
 
 def get_replicates_all(wildcards):
-    return expand(f"{R}/{wildcards.model}/bootstrap/{{variant}}.npz", variant=get_variants(wildcards))
+    return expand(
+        f"{R}/{wildcards.model}/bootstrap/{{variant}}.npz", variant=get_variants(wildcards)
+    )
 
 
 def get_risk_all(wildcards):
     return expand(
-        f"{R}/{wildcards.model}/predictability/{{variant}}.risk.parquet", variant=get_variants(wildcards)
+        f"{R}/{wildcards.model}/predictability/{{variant}}.risk.parquet",
+        variant=get_variants(wildcards),
     )
 
 
 def get_evidence_all(wildcards):
-    return expand(f"{R}/{wildcards.model}/evidence/{{variant}}.parquet", variant=get_variants(wildcards))
+    return expand(
+        f"{R}/{wildcards.model}/evidence/{{variant}}.parquet", variant=get_variants(wildcards)
+    )
 
 
 def get_fp_causal_inputs(wildcards):
@@ -181,13 +186,15 @@ def get_fp_causal_inputs(wildcards):
 
 def get_causal_all(wildcards):
     return expand(
-        f"{R}/{wildcards.model}/causal/{{variant}}.json", variant=CFG.causal_variants(wildcards.model)
+        f"{R}/{wildcards.model}/causal/{{variant}}.json",
+        variant=CFG.causal_variants(wildcards.model),
     )
 
 
 def get_causal_tables(wildcards):
     return expand(
-        f"{R}/{wildcards.model}/causal/{{variant}}.parquet", variant=CFG.causal_variants(wildcards.model)
+        f"{R}/{wildcards.model}/causal/{{variant}}.parquet",
+        variant=CFG.causal_variants(wildcards.model),
     )
 
 
@@ -202,6 +209,15 @@ def get_final_outputs():
         expand(f"{R}/{{model}}/summary.csv", model=MODELS)
         + expand(f"{R}/{{model}}/figures/{{name}}.png", model=MODELS, name=FIGURES)
         + expand(f"{R}/{{model}}/browser.html", model=MODELS)
+    )
+
+
+def figure(name):
+    """Both files of one figure, in the report under its own caption (report/<name>.rst)."""
+    return report(
+        expand(f"{R}/{{{{model}}}}/figures/{name}.{{ext}}", ext=["png", "svg"]),
+        caption=f"../report/{name}.rst",
+        category="Figures",
     )
 
 

@@ -25,15 +25,6 @@ rule summary:
         "../scripts/summary.py"
 
 
-def figure(name):
-    """Both files of one figure, in the report under its own caption (report/<name>.rst)."""
-    return report(
-        expand(f"{R}/{{{{model}}}}/figures/{name}.{{ext}}", ext=["png", "svg"]),
-        caption=f"../report/{name}.rst",
-        category="Figures",
-    )
-
-
 rule figures:
     input:
         summary=f"{R}/{{model}}/summary.csv",
