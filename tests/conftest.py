@@ -76,6 +76,8 @@ def base_config(results: Path) -> dict:
         "survival": {"active_min_tokens": 5},
         "evaluation": {"n_tokens": 256, "batch_size": 8},
         "predictability": {"folds": 3},
+        # the causal audit costs two jobs per workflow run; arch_project and test_causal cover it
+        "causal": {"variants": []},
     }
 
 
@@ -100,6 +102,7 @@ def arch_project(tmp_path_factory, tiny_models) -> TinyProject:
     neox_sae = save_saelens_sae(workdir / "neox_sae", 64, "blocks.1.hook_resid_post")
     cfg = base_config(workdir / "results")
     cfg["quantization"]["bits"] = [4]
+    cfg["causal"] = {"variants": ["rtn-w4", "rtn-w6"], "features": 8, "pool": 8, "splice_sequences": 4}
     cfg["pruning"]["match"] = True
     cfg["evaluation"]["sliding"] = True
     cfg["models"]["neox"] = {"source": "hf", "path": str(tiny_models["neox"]), "hook": "blocks.1.hook_resid_post",
