@@ -125,7 +125,8 @@ def plan_features(pool_codes: np.ndarray, active: np.ndarray, mean_active: np.nd
     give each the pool sequences where it fires hardest. pool_codes: (n_seq, T, d) FP codes."""
     fires = pool_codes.sum(1)  # (n_seq, d) total activation per sequence
     candidates = np.flatnonzero(active & (fires > 0).any(0))
-    watched = [f for f in watch if f in set(candidates)]
+    pool = set(candidates.tolist())
+    watched = [f for f in watch if f in pool]
     rest = np.setdiff1d(candidates, watched)
     rng = np.random.default_rng(settings.seed)
     n = max(0, min(len(rest), settings.features - len(watched)))
@@ -335,7 +336,7 @@ def write_variant_causal(variant: str, run, hook: str, capture_center, prepend_b
     splice = splice_metrics(lm, sae, pool[: fp_meta["splice"]["n_sequences"]], hook, prepend_bos)
     surv = read_table(inputs["survival"], columns=["feature", "r", "status"]).to_pandas()
     geometric = {"r": dict(zip(surv.feature, surv.r)), "status": dict(zip(surv.feature, surv.status))}
-    table, summary = compare(fp, {**effects}, geometric, settings, thresholds, level)
+    table, summary = compare(fp, effects, geometric, settings, thresholds, level)
     write_table(pa.Table.from_pandas(table, preserve_index=False), out_table)
     result = {"variant": variant, "splice": splice, "fp_splice": fp_meta["splice"], **summary,
               "watched": fp_meta["watched"]}

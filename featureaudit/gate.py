@@ -45,12 +45,6 @@ def _ci(row, name: str) -> str:
         return ""
 
 
-def check(summary: pd.DataFrame, variant: str, min_survived: float, max_damaged: float) -> tuple[bool, str]:
-    """The fraction requirements: (ok, one line)."""
-    failures, passed = fraction_failures(_row(summary, variant), variant, GateConfig(min_survived, max_damaged))
-    return not failures, "\n".join(failures) if failures else passed
-
-
 def fraction_failures(row, variant: str, gate: GateConfig) -> tuple[list[str], str]:
     survived, damaged = float(row.frac_survived), float(row.frac_damaged)
     n = int(row.n_active)
