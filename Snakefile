@@ -21,6 +21,7 @@ wildcard_constraints:
 
 include: "workflow/rules/tokens.smk"
 include: "workflow/rules/sae.smk"
+include: "workflow/rules/producers.smk"
 include: "workflow/rules/variant.smk"
 include: "workflow/rules/survival.smk"
 include: "workflow/rules/overlap.smk"

@@ -70,7 +70,44 @@ def load_checkpoint(path, dtype, device, key: str):
         from transformers import CompressedTensorsConfig
 
         extra["quantization_config"] = CompressedTensorsConfig(dequantize=True)
-    return load_model("hf", str(path), dtype, device, name=key, **extra)
+    model, tokenizer = load_model("hf", str(path), dtype, device, name=key, **extra)
+    if quant.get("quant_method") == "compressed-tensors":
+        quantize_input_activations(model, quant, key)
+    return model, tokenizer
+
+
+def quantize_input_activations(model, quant: dict, key: str) -> int:
+    """Put back what loading dequantized drops: a W8A8 / FP8-dynamic checkpoint quantizes each
+    targeted Linear's input on the fly (vLLM does it in its kernels). A forward pre-hook runs
+    compressed-tensors' own dynamic quantization on the input, the way its fake-quant forward
+    (`forward_quantize`) does; weights are already the dequantized ones. Returns the number of
+    modules hooked."""
+    from compressed_tensors.quantization import QuantizationArgs
+    from compressed_tensors.quantization.lifecycle.forward import fake_quantize
+    from compressed_tensors.quantization.utils import compute_dynamic_scales_and_zp
+    from compressed_tensors.utils import match_named_modules
+
+    hooked = 0
+    for group in (quant.get("config_groups") or {}).values():
+        raw = group.get("input_activations")
+        if not raw:
+            continue
+        args = QuantizationArgs.model_validate(raw)
+        if args.dynamic is not True:
+            raise AuditError(f"{key}: static input-activation quantization (stored scales) is not read yet; "
+                             "audit a dynamic-activation or weight-only checkpoint")
+
+        def pre_hook(module, inputs, args=args):
+            x = inputs[0]
+            scale, zero_point = compute_dynamic_scales_and_zp(value=x, args=args, module=module)
+            return (fake_quantize(x=x, scale=scale, zero_point=zero_point, args=args),) + tuple(inputs[1:])
+
+        for _, module in match_named_modules(model, group.get("targets"), quant.get("ignore")):
+            module.register_forward_pre_hook(pre_hook)
+            hooked += 1
+    if hooked:
+        log(f"{key}: input activations quantized on the fly in {hooked} modules (as the checkpoint's scheme says)")
+    return hooked
 
 
 def checkpoint_bits_per_weight(path) -> float | None:
@@ -95,6 +132,27 @@ def checkpoint_bits_per_weight(path) -> float | None:
     return {"float32": 32.0, "bfloat16": 16.0, "float16": 16.0}.get(dtype)
 
 
+def checkpoint_metadata(path) -> dict:
+    """What the variant's metrics record of how a checkpoint was stored: for a GGUF, the type of
+    every tensor counted (all tensors, and the block linears alone: llama.cpp's presets fall
+    back to other types on widths that are not a multiple of 256); for a compressed-tensors
+    folder, its format and schemes."""
+    if is_gguf(path):
+        from gguf import GGUFReader
+
+        tensors = GGUFReader(str(path)).tensors
+        blocks = Counter(t.tensor_type.name for t in tensors if _part(t.name))
+        return {"tensor_types": dict(Counter(t.tensor_type.name for t in tensors).most_common()),
+                "block_tensor_types": dict(blocks.most_common())}
+    quant = json.loads((Path(path) / "config.json").read_text()).get("quantization_config") or {}
+    if not quant:
+        return {}
+    schemes = [{k: g.get(k) for k in ("weights", "input_activations") if g.get(k)}
+               for g in (quant.get("config_groups") or {}).values()]
+    return {"compression": {"format": quant.get("format"), "schemes": schemes,
+                            "sparsity": quant.get("sparsity_config")}}
+
+
 def gguf_tensor_types(path) -> dict[str, int]:
     """How many tensors of each type a GGUF file holds (the reference's own quantization)."""
     from gguf import GGUFReader
@@ -115,6 +173,23 @@ def write_mixed_gguf(source: str, mix: dict, out_path) -> None:
     """The `write_checkpoint` rule: the reference GGUF with each block part re-quantized to the type
     the mix names (`{attn: q8_0, mlp: q4_0}`); other tensors (embeddings, norms) copied as they
     are. Metadata (architecture, tokenizer) is copied, so transformers loads it like the source."""
+    from gguf import GGMLQuantizationType
+
+    types = {part: GGMLQuantizationType[t.upper()] for part, t in mix.items()}
+    rewrite_gguf(source, lambda name: types.get(_part(name)), out_path)
+
+
+def write_f32_gguf(source: str, out_path) -> None:
+    """The `reference_gguf` rule: the reference GGUF with every tensor dequantized to F32, what
+    llama-quantize starts from. F32, not F16: the preset is then made from exactly the weights
+    the audit calls FP (the embedded reference's Q4_1 values are not all F16 numbers)."""
+    from gguf import GGMLQuantizationType
+
+    rewrite_gguf(source, lambda name: GGMLQuantizationType.F32, out_path)
+
+
+def rewrite_gguf(source: str, target_of, out_path) -> None:
+    """Copy a GGUF (metadata and tensors), storing each tensor as `target_of(name)` (None: as it is)."""
     import numpy as np
     from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, quants
 
@@ -122,7 +197,7 @@ def write_mixed_gguf(source: str, mix: dict, out_path) -> None:
 
     reader = GGUFReader(resolve_path(source))
     arch = reader.fields["general.architecture"].contents()
-    types = {part: GGMLQuantizationType[t.upper()] for part, t in mix.items()}
+    plain = (GGMLQuantizationType.F32, GGMLQuantizationType.F16)
     written = Counter()
     with atomic_path(out_path) as tmp:
         writer = GGUFWriter(str(tmp), arch)
@@ -133,18 +208,21 @@ def write_mixed_gguf(source: str, mix: dict, out_path) -> None:
             writer.add_key_value(key, field.contents(), vtype,
                                  sub_type=field.types[-1] if vtype == GGUFValueType.ARRAY else None)
         for t in reader.tensors:
-            target = types.get(_part(t.name))
+            target = target_of(t.name)
             shape = [int(x) for x in reversed(t.shape)]  # GGUF lists dims fastest first
-            if target is None:
-                raw_shape = t.data.shape if t.tensor_type in (GGMLQuantizationType.F32, GGMLQuantizationType.F16) else None
+            if target is None or target == t.tensor_type:
+                raw_shape = t.data.shape if t.tensor_type in plain else None
                 writer.add_tensor(t.name, np.asarray(t.data), raw_shape=raw_shape, raw_dtype=t.tensor_type)
                 written[t.tensor_type.name] += 1
                 continue
-            if t.tensor_type in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+            if t.tensor_type in plain:
                 weights = np.asarray(t.data, dtype=np.float32).reshape(shape)
             else:
                 weights = quants.dequantize(t.data, t.tensor_type).reshape(shape).astype(np.float32)
-            writer.add_tensor(t.name, quants.quantize(weights, target), raw_dtype=target)
+            if target == GGMLQuantizationType.F32:
+                writer.add_tensor(t.name, weights, raw_dtype=target)
+            else:
+                writer.add_tensor(t.name, quants.quantize(weights, target), raw_dtype=target)
             written[target.name] += 1
         writer.write_header_to_file()
         writer.write_kv_data_to_file()

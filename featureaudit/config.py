@@ -14,7 +14,7 @@ from typing import get_type_hints
 import yaml
 
 from .errors import AuditError, Problems
-from .variants import GGUF_TYPES, Variant, check_bits, check_sparsity, parse_variant
+from .variants import GGUF_TYPES, LLAMA_CPP_NEED_IMATRIX, LLAMA_CPP_PRESETS, Variant, check_bits, check_sparsity, parse_variant
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -102,20 +102,67 @@ class SaeConfig:
     train: SaeTraining = field(default_factory=SaeTraining)  # for source train
 
 
+#: llm-compressor recipes a checkpoint may name (featureaudit/llm_compress.py builds each).
+LLM_COMPRESSOR_RECIPES = ("gptq-w4a16", "awq-w4a16", "smoothquant-gptq-w8a8", "fp8-dynamic", "sparsegpt-50",
+                          "sparsegpt-2of4", "wanda-50")
+
+
 @dataclass(frozen=True)
 class CheckpointConfig:
     """A checkpoint variant, ckpt-<key> (models.<name>.checkpoints.<key>): a file or folder you
-    have (path), or a GGUF the workflow writes from a GGUF reference with mixed types (mix)."""
+    have (path), or one the workflow makes from the reference: a GGUF with mixed types (mix), a
+    llama.cpp preset (llama_cpp, optionally with an importance matrix), or an llm-compressor
+    recipe (llm_compressor). Exactly one of the four."""
 
     path: str | None = None  # a GGUF file or a transformers folder (plain or compressed-tensors)
     mix: dict | None = None  # GGUF type per block part, e.g. {attn: q8_0, mlp: q4_0}
+    llama_cpp: str | None = None  # llama-quantize preset: Q4_K_M, Q6_K, IQ4_XS, ...
+    imatrix: bool = False  # llama_cpp: quantize with an importance matrix of the calibration tokens
+    llm_compressor: str | None = None  # recipe: gptq-w4a16, awq-w4a16, smoothquant-gptq-w8a8, ...
+    group_size: int = 64  # llm_compressor W4A16 recipes: weights per scale (576 is no multiple of 128)
 
     def __post_init__(self):
-        if (self.path is None) == (self.mix is None):
-            raise AuditError("a checkpoint has either a path (a file you have) or a mix (written by the workflow)")
+        given = [k for k in ("path", "mix", "llama_cpp", "llm_compressor") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise AuditError("a checkpoint has exactly one of path (a file you have), mix, llama_cpp or "
+                             f"llm_compressor (made by the workflow); got {', '.join(given) or 'none'}")
         for part, t in (self.mix or {}).items():
             if t not in GGUF_TYPES:
                 raise AuditError(f"checkpoint mix: {part}: {t!r} is not one of {', '.join(GGUF_TYPES)}")
+        if self.llama_cpp is not None and self.llama_cpp not in LLAMA_CPP_PRESETS:
+            raise AuditError(f"checkpoint llama_cpp: {self.llama_cpp!r} is not one of {', '.join(LLAMA_CPP_PRESETS)}")
+        if self.llama_cpp in LLAMA_CPP_NEED_IMATRIX and not self.imatrix:
+            raise AuditError(f"checkpoint llama_cpp: {self.llama_cpp} needs an importance matrix; add imatrix: true")
+        if self.imatrix and self.llama_cpp is None:
+            raise AuditError("checkpoint imatrix: true belongs to a llama_cpp preset")
+        if self.llm_compressor is not None and self.llm_compressor not in LLM_COMPRESSOR_RECIPES:
+            raise AuditError(f"checkpoint llm_compressor: {self.llm_compressor!r} is not one of "
+                             f"{', '.join(LLM_COMPRESSOR_RECIPES)}")
+
+    @property
+    def producer(self) -> str:
+        """Who makes the file: user | gguf-py | llama.cpp | llm-compressor."""
+        if self.path is not None:
+            return "user"
+        return "gguf-py" if self.mix else ("llama.cpp" if self.llama_cpp else "llm-compressor")
+
+    @property
+    def method(self) -> str:
+        """What the comparison table calls it: the preset or recipe by name."""
+        if self.llama_cpp:
+            return f"llama.cpp {self.llama_cpp}" + (" imatrix" if self.imatrix else "")
+        if self.llm_compressor:
+            return f"llm-compressor {self.llm_compressor}"
+        return "gguf-py mix" if self.mix else "user checkpoint"
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Calibration tokens (calibration): a split of their own, disjoint from SAE-training, audit
+    and held-out tokens; the same for every calibrated method (importance matrix, GPTQ, AWQ,
+    SmoothQuant, SparseGPT, Wanda)."""
+
+    n_tokens: int = 8192  # tokens, in sequences of corpus.context_length
 
 
 @dataclass(frozen=True)
@@ -134,9 +181,9 @@ class ModelConfig:
     checkpoints: dict = field(default_factory=dict)  # ckpt-<key> variants: key -> CheckpointConfig
 
     def __post_init__(self):
-        if self.checkpoints and self.source != "gguf" and any(c.mix for c in self.checkpoints.values()):
-            raise AuditError(f"models.{self.name}.checkpoints: a mix is written from a GGUF reference; "
-                             "give a path instead, or use source: gguf")
+        if self.source != "gguf" and any(c.mix or c.llama_cpp for c in self.checkpoints.values()):
+            raise AuditError(f"models.{self.name}.checkpoints: a mix or llama_cpp preset is made from a GGUF "
+                             "reference; convert the model with llama.cpp's convert_hf_to_gguf.py and use source: gguf")
         key = f"models.{self.name}.sae"
         if self.sae.source == "disk" and not self.sae.path:
             raise AuditError(f"{key}.path: set the folder saved by SAELens for sae.source: disk")
@@ -318,6 +365,7 @@ class AuditConfig:
     uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     causal: CausalConfig = field(default_factory=CausalConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     def token_budget(self, model: str) -> TokenBudget:
         c = self.corpus
@@ -350,6 +398,14 @@ class AuditConfig:
         """The model's variants that get the causal audit (causal.variants, in the model's order)."""
         wanted = set(self.causal.variants)
         return [v for v in self.variants(model) if v in wanted and v != "fp"]
+
+    def produced(self, model: str, producer: str) -> list[str]:
+        """The model's checkpoint keys a producer makes (llama.cpp, llm-compressor, gguf-py)."""
+        return [k for k, c in self.models[model].checkpoints.items() if c.producer == producer]
+
+    def calibrates(self, model: str) -> bool:
+        """Whether any of the model's checkpoints is made with calibration tokens."""
+        return any(c.imatrix or c.llm_compressor for c in self.models[model].checkpoints.values())
 
     def quantized(self) -> list[str]:
         return [v.name for v in self.quantization.variants()]
@@ -441,7 +497,7 @@ def load_config(raw: dict) -> AuditConfig:
         "corpus": CorpusConfig, "quantization": QuantizationConfig, "pruning": PruningConfig,
         "survival": Thresholds, "evaluation": EvaluationConfig, "predictability": PredictabilityConfig,
         "gate": GateConfig, "uncertainty": UncertaintyConfig, "evidence": EvidenceConfig,
-        "causal": CausalConfig,
+        "causal": CausalConfig, "calibration": CalibrationConfig,
     }
     built = {key: problems.check(_build, cls, raw.get(key)) for key, cls in sections.items()}
     formats = problems.check(_formats, raw.get("formats") or [])

@@ -57,8 +57,11 @@ def hf_dataset_text(name: str, split: str, column: str, max_chars: int) -> str:
     return "\n\n".join(parts)
 
 
-def tokenize_to_sequences(text: str, tokenizer, budget: TokenBudget) -> dict[str, np.ndarray]:
-    """Cut `text` into sequences and split them; returns split -> (n_seq, context_length) int64."""
+def tokenize_to_sequences(text: str, tokenizer, budget: TokenBudget, after: dict[str, int] | None = None
+                          ) -> dict[str, np.ndarray]:
+    """Cut `text` into sequences and split them; returns split -> (n_seq, context_length) int64.
+    `after` adds splits (name -> sequences) drawn from the same shuffle after the budget's
+    three, so that they are disjoint from them and leave them as they are."""
     if not text.strip():
         raise AuditError("the corpus is empty; point corpus.source/paths at text")
     bos = tokenizer.bos_token_id if budget.prepend_bos else None
@@ -67,7 +70,7 @@ def tokenize_to_sequences(text: str, tokenizer, budget: TokenBudget) -> dict[str
     body = budget.context_length - (1 if bos is not None else 0)
     ids = np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64)
     n_seq = len(ids) // body
-    need = {s: budget.sequences(s) for s in SPLITS}
+    need = {s: budget.sequences(s) for s in SPLITS} | dict(after or {})
     if n_seq < 1:
         raise AuditError(
             f"the corpus has {len(ids)} tokens, fewer than one sequence of {budget.context_length}; "
@@ -83,15 +86,15 @@ def tokenize_to_sequences(text: str, tokenizer, budget: TokenBudget) -> dict[str
         seqs = np.concatenate([np.full((n_seq, 1), bos, dtype=np.int64), seqs], axis=1)
     order = np.random.default_rng(budget.seed).permutation(n_seq)
     out, start = {}, 0
-    for split in SPLITS:
+    for split in need:
         out[split] = seqs[order[start : start + need[split]]]
         start += need[split]
     return out
 
 
-def write_tokens(splits: dict[str, np.ndarray], path) -> None:
+def write_tokens(splits: dict[str, np.ndarray], path, splits_order: tuple = SPLITS) -> None:
     rows, names = [], []
-    for split in SPLITS:
+    for split in splits_order:
         for seq in splits.get(split, []):
             rows.append(seq.tolist())
             names.append(split)

@@ -23,6 +23,7 @@ import torch
 
 from .architecture import block_linears, hidden_size, n_layers
 from .capture import write_activation_shards
+from .checkpoints import checkpoint_metadata
 from .codes import encode_activations
 from .compression import bits_per_weight, build_variant, weight_error
 from .config import CaptureSettings, EvaluationConfig, ModelRun
@@ -73,6 +74,8 @@ def audit_variant(variant: str, run: ModelRun, capture: CaptureSettings, evaluat
     reference, tokenizer = load_reference(i.reference, run, tokenizer=kind == "checkpoint")
     lm = build_variant(reference, variant, pruning_scope, i.matched, i.checkpoint, tokenizer)
     extra = {"weight_error": 0.0 if lm is reference else weight_error(reference, lm)}
+    if kind == "checkpoint":
+        extra.update(checkpoint_metadata(i.checkpoint))
     if i.matched:
         extra["matched_sparsity"] = read_json(i.matched)["matched_sparsity"]
     if lm is not reference and i.fp_metrics and kind in WEIGHT_ONLY_KINDS and same_weights(reference, lm):

@@ -27,6 +27,12 @@ MIN_BITS, MAX_BITS = 2, 8
 #: GGUF block types gguf-py quantizes (byte-identical with llama.cpp's C quantizer).
 GGUF_TYPES = ("q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "mxfp4")
 BNB_TYPES = ("nf4", "fp4")
+#: llama-quantize presets a checkpoint may name (tools/quantize/quantize.cpp's names).
+LLAMA_CPP_PRESETS = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q5_1", "Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1",
+                     "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K", "Q2_K_S", "IQ4_XS", "IQ4_NL", "IQ3_M", "IQ3_S",
+                     "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S")
+#: Presets llama-quantize refuses without an importance matrix.
+LLAMA_CPP_NEED_IMATRIX = ("IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S", "Q2_K_S")
 TORCHAO_SCHEMES = ("w8a8", "w4a8", "fp8")
 #: Quantization blocks run along a matrix's input dimension, which must be a multiple of them.
 GGUF_BLOCK = 32

@@ -78,7 +78,8 @@ def build_tokenizer():
     )
 
 
-def _config(arch: str, tok):
+def _config(arch: str, tok, hidden: int = HIDDEN):
+    HIDDEN = hidden  # noqa: N806 (the widths below follow it)
     common = dict(
         vocab_size=VOCAB_SIZE,
         hidden_size=HIDDEN,
@@ -152,13 +153,14 @@ def _randomize(model, seed: int, gemma_norms: bool) -> None:
                 raise AssertionError(f"unexpected parameter {name}.{pname} {tuple(p.shape)}")
 
 
-def build_tiny_model(arch: str, out_dir: Path, seed: int = 0) -> Path:
-    """Write a tiny random `arch` model + tokenizer to out_dir; returns out_dir."""
+def build_tiny_model(arch: str, out_dir: Path, seed: int = 0, hidden: int = HIDDEN) -> Path:
+    """Write a tiny random `arch` model + tokenizer to out_dir; returns out_dir. `hidden` 256
+    gives llama.cpp's K-quants whole super-blocks (at 64 it falls back to other types)."""
     from transformers import AutoModelForCausalLM
 
     out_dir = Path(out_dir)
     tok = build_tokenizer()
-    cfg = _config(arch, tok)
+    cfg = _config(arch, tok, hidden)
     if arch == "gemma2":
         cfg._attn_implementation = "eager"  # sdpa cannot soft-cap
     torch.manual_seed(seed)

@@ -1,4 +1,5 @@
 # Config loading, every input and params function, and each rule's rerun triggers.
+import os
 import sys
 from pathlib import Path
 
@@ -92,6 +93,56 @@ def get_variants(wildcards):
     return CFG.variants(wildcards.model)
 
 
+def producer_keys(producer):
+    """Wildcard pattern of the checkpoint keys one producer makes: each producer's rule
+    writes only its own checkpoints (a pattern that matches nothing when it has none)."""
+    keys = sorted({k for m in MODELS for k in CFG.produced(m, producer)})
+    return "|".join(keys) if keys else "(?!)"
+
+
+def module_code(module):
+    """Hash of a featureaudit module and the package modules it imports (a `shell:` rule's
+    script_code)."""
+    base = Path(workflow.basedir)
+    return closure_hash(base / "featureaudit" / f"{module}.py", base / "featureaudit")
+
+
+def _llm_compressor_python():
+    """The interpreter of llm-compressor's environment: conda's own `python` under
+    --sdm conda, else the venv `make llm-compressor` builds beside the workflow."""
+    from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
+    if os.environ.get("FEATUREAUDIT_LLM_COMPRESSOR_PYTHON"):
+        return os.environ["FEATUREAUDIT_LLM_COMPRESSOR_PYTHON"]
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return "python"
+    return str(Path(workflow.basedir) / ".venv-llmc" / "bin" / "python")
+
+
+LLM_COMPRESSOR_PYTHON = _llm_compressor_python()
+
+
+def _check_producers():
+    """The producers' tools exist before any job starts (building them takes minutes)."""
+    from featureaudit.llama_cpp import BUILD_HINT, available
+
+    wanted = {p for m in MODELS for p in ("llama.cpp", "llm-compressor") if CFG.produced(m, p)}
+    if "llama.cpp" in wanted and not available():
+        fail(f"a checkpoint names a llama_cpp preset but llama.cpp is not built for this environment; {BUILD_HINT}")
+    if "llm-compressor" in wanted and LLM_COMPRESSOR_PYTHON != "python" and not Path(LLM_COMPRESSOR_PYTHON).exists():
+        fail("a checkpoint names an llm_compressor recipe but its environment is missing; build it once with "
+             "`make llm-compressor`, or run with --sdm conda")
+
+
+_check_producers()
+
+
+def get_imatrix(wildcards):
+    if CFG.models[wildcards.model].checkpoints[wildcards.ckpt].imatrix:
+        return f"{R}/{wildcards.model}/llama_cpp/imatrix.gguf"
+    return []
+
+
 def get_mix(wildcards):
     return CFG.models[wildcards.model].checkpoints[wildcards.ckpt].mix
 
@@ -111,7 +162,10 @@ def get_checkpoint(wildcards):
         return []
     key = wildcards.variant[len("ckpt-") :]
     ck = CFG.models[wildcards.model].checkpoints[key]
-    return resolve_path(ck.path) if ck.path else f"{R}/{wildcards.model}/checkpoints/{key}.gguf"
+    if ck.path:
+        return resolve_path(ck.path)
+    made = f"{R}/{wildcards.model}/checkpoints/{key}"
+    return made if ck.llm_compressor else f"{made}.gguf"
 
 
 def get_fp_output(kind):
