@@ -25,13 +25,23 @@ def rule_scripts() -> dict[str, str]:
     for smk in [ROOT / i for i in includes if not i.endswith("common.smk")]:
         for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
             script = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+)\.py"', m[2])
+            module = re.search(r"-m featureaudit\.(\w+)", m[2])  # a shell rule in another environment
             if script:
                 out[m[1]] = script[1]
+            elif module:
+                out[m[1]] = f"-m featureaudit.{module[1]}"
     return out
 
 
 def stage_of(script: str) -> tuple[str, str]:
-    """(module, function) the script hands to run_step."""
+    """(module, function) the script hands to run_step (for `-m featureaudit.<module>`, the
+    function its `__main__` block calls last)."""
+    if script.startswith("-m "):
+        module = script.removeprefix("-m featureaudit.")
+        tree = ast.parse((ROOT / "featureaudit" / f"{module}.py").read_text())
+        main = next(n for n in tree.body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test))
+        calls = [n.func.id for n in ast.walk(main) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+        return module, [c for c in calls if c not in ("SystemExit", "int", "len")][-1]
     tree = ast.parse((ROOT / "workflow" / "scripts" / f"{script}.py").read_text())
     origin = {a.asname or a.name: node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
               for a in node.names}
@@ -46,7 +56,8 @@ def table() -> str:
     rows = ["| rule | script | stage (featureaudit/) |", "|---|---|---|"]
     for rule, script in rule_scripts().items():
         module, function = stage_of(script)
-        rows.append(f"| `{rule}` | `workflow/scripts/{script}.py` | `{module}.py`: `{function}` |")
+        where = f"python {script} (its own environment)" if script.startswith("-m ") else f"workflow/scripts/{script}.py"
+        rows.append(f"| `{rule}` | `{where}` | `{module}.py`: `{function}` |")
     return "\n".join(rows)
 
 
@@ -63,7 +74,8 @@ def dot_source() -> str:
         if rule == "all":
             continue
         module, function = stage_of(scripts[rule])
-        label = f"<<b>{rule}</b><br/><font point-size='8'>scripts/{scripts[rule]}.py<br/>{module}.{function}</font>>"
+        where = scripts[rule] if scripts[rule].startswith("-m ") else f"scripts/{scripts[rule]}.py"
+        label = f"<<b>{rule}</b><br/><font point-size='8'>{where}<br/>{module}.{function}</font>>"
         lines.append(f"  r{i} [label={label}];")
     for a, b in edges:
         if names[b] != "all" and names[a] != "all":

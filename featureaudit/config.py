@@ -309,6 +309,13 @@ class CausalConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeConfig:
+    """llama.cpp's own activations for GGUF variants (runtime): what the shipped runtime computes."""
+
+    enabled: bool = False  # fp (as F32 GGUF) and every GGUF checkpoint variant, through llama.cpp
+
+
+@dataclass(frozen=True)
 class EvidenceConfig:
     """Per-feature evidence for the feature browser (evidence): top FP contexts per feature."""
 
@@ -366,6 +373,7 @@ class AuditConfig:
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     causal: CausalConfig = field(default_factory=CausalConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def token_budget(self, model: str) -> TokenBudget:
         c = self.corpus
@@ -402,6 +410,32 @@ class AuditConfig:
     def produced(self, model: str, producer: str) -> list[str]:
         """The model's checkpoint keys a producer makes (llama.cpp, llm-compressor, gguf-py)."""
         return [k for k, c in self.models[model].checkpoints.items() if c.producer == producer]
+
+    def runtime_variants(self, model: str) -> list[str]:
+        """Variants whose activations llama.cpp also computes: fp (its F32 GGUF) and every
+        checkpoint that is a GGUF file, when runtime is enabled for a GGUF reference."""
+        m = self.models[model]
+        if not self.runtime.enabled or m.source != "gguf":
+            return []
+        ggufs = [f"ckpt-{k}" for k, c in m.checkpoints.items()
+                 if c.mix or c.llama_cpp or (c.path and str(c.path).endswith(".gguf"))]
+        return ["fp"] + ggufs
+
+    def method(self, model: str, variant: str) -> str:
+        """What the method comparison calls a variant: the tool and its setting."""
+        v = parse_variant(variant)
+        if v.kind == "checkpoint":
+            return self.models[model].checkpoints[v.checkpoint].method
+        if v.kind == "rtn":
+            return f"RTN w{v.bits}" + (f" g{v.group_size}" if v.group_size else "") + (
+                " per-tensor" if v.per_tensor else "") + ("" if v.symmetric else " asym")
+        names = {"fp": "reference", "gguf": f"gguf-py {str(v.fmt).upper()}", "bnb": f"bitsandbytes {str(v.fmt).upper()}",
+                 "torchao": f"torchao {str(v.fmt).upper()}"}
+        if v.kind in names:
+            return names[v.kind]
+        if v.kind == "magnitude":
+            return f"magnitude {v.sparsity:.2f}" + (" global" if v.scope == "global" else "")
+        return f"magnitude matched to {v.matched_to}"
 
     def calibrates(self, model: str) -> bool:
         """Whether any of the model's checkpoints is made with calibration tokens."""
@@ -497,7 +531,7 @@ def load_config(raw: dict) -> AuditConfig:
         "corpus": CorpusConfig, "quantization": QuantizationConfig, "pruning": PruningConfig,
         "survival": Thresholds, "evaluation": EvaluationConfig, "predictability": PredictabilityConfig,
         "gate": GateConfig, "uncertainty": UncertaintyConfig, "evidence": EvidenceConfig,
-        "causal": CausalConfig, "calibration": CalibrationConfig,
+        "causal": CausalConfig, "calibration": CalibrationConfig, "runtime": RuntimeConfig,
     }
     built = {key: problems.check(_build, cls, raw.get(key)) for key, cls in sections.items()}
     formats = problems.check(_formats, raw.get("formats") or [])

@@ -33,6 +33,8 @@ SECTIONS = {
     "uncertainty": c.UncertaintyConfig,
     "evidence": c.EvidenceConfig,
     "causal": c.CausalConfig,
+    "calibration": c.CalibrationConfig,
+    "runtime": c.RuntimeConfig,
 }
 
 HEADER = """# Configuration

@@ -2,4 +2,4 @@
 imports it on every start and in every cluster job."""
 
 FIGURES = ("survival_by_bits", "perplexity_vs_damage", "bits_per_weight", "r_histogram", "predictor_auc", "overlap",
-           "causal")
+           "causal", "methods")

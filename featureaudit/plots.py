@@ -295,6 +295,12 @@ def _empty(title: str):
     return fig
 
 
+def methods_plot(summary: pd.DataFrame):
+    from .methods import methods_plot as plot
+
+    return plot(summary)
+
+
 def make_figures(summary_csv, variants, survival_paths, predict_paths, quantized, overlap_paths, outputs,
                  tolerance: float | None = None, causal_paths: dict | None = None, survived_r: float = 0.9) -> None:
     """The `figures` rule: every figure in FIGURES, as each of the requested output files."""
@@ -316,6 +322,7 @@ def make_figures(summary_csv, variants, survival_paths, predict_paths, quantized
         "overlap": lambda: overlap_plot(overlaps) if overlaps else _empty("overlap"),
         "causal": lambda: (causal_plot({v: read_table(p).to_pandas() for v, p in causal_paths.items()}, survived_r)
                            if causal_paths else _empty("causal fidelity")),
+        "methods": lambda: methods_plot(summary),
     }
     for name in FIGURES:
         paths = [str(p) for p in outputs if Path(p).stem == name]

@@ -16,7 +16,7 @@ from .survival import fractions, replicate_fractions
 from .uncertainty import bootstrap_perplexity, interval, load_replicates
 from .variants import parse_variant
 
-COLUMNS = ("variant", "kind", "family", "bits", "bits_per_weight", "sparsity", "weight_error", "vs_reference",
+COLUMNS = ("variant", "kind", "family", "method", "tensor_types", "bits", "bits_per_weight", "sparsity", "weight_error", "vs_reference",
            "reused_from", "n_active", "frac_survived", "frac_survived_lo", "frac_survived_hi",
            "frac_blurred", "frac_blurred_lo", "frac_blurred_hi", "frac_damaged", "frac_damaged_lo", "frac_damaged_hi",
            "n_born", "perplexity", "perplexity_se", "perplexity_lo", "perplexity_hi", "perplexity_sliding",
@@ -25,7 +25,8 @@ COLUMNS = ("variant", "kind", "family", "bits", "bits_per_weight", "sparsity", "
            "splice_ce_score", "splice_kl_score", "splice_explained_variance", "splice_l0", "causal_features",
            "frac_causal_survived", "frac_geometric_not_causal", "frac_geometric_not_causal_lo",
            "frac_geometric_not_causal_hi", "frac_steering_transfers", "frac_steering_transfers_lo",
-           "frac_steering_transfers_hi", "masked_damage", "verdict")
+           "frac_steering_transfers_hi", "runtime_rel_error", "runtime_frac_survived", "runtime_frac_damaged",
+           "runtime_status_agreement", "masked_damage", "verdict")
 CAUSAL = ("frac_causal_survived", "frac_geometric_not_causal", "frac_geometric_not_causal_lo",
           "frac_geometric_not_causal_hi", "frac_steering_transfers", "frac_steering_transfers_lo",
           "frac_steering_transfers_hi")
@@ -94,18 +95,32 @@ def causal_columns(result: dict, splice_key: str = "splice") -> dict:
     return out
 
 
+def tensor_types(metrics: dict) -> str:
+    """A GGUF checkpoint's block-linear types, most common first ("Q5_0 166, Q4_K 16")."""
+    return ", ".join(f"{t} {n}" for t, n in (metrics.get("block_tensor_types") or {}).items())
+
+
+def runtime_columns(result: dict) -> dict:
+    return {"runtime_rel_error": result["rel_error"], "runtime_frac_survived": result["frac_survived_runtime"],
+            "runtime_frac_damaged": result["frac_damaged_runtime"],
+            "runtime_status_agreement": result["status_agreement"]}
+
+
 def build_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths=None, overlap_paths=None,
                   uncertainty: UncertaintyConfig = UncertaintyConfig(), gate: GateConfig = GateConfig(),
-                  causal_paths=()) -> pd.DataFrame:
+                  causal_paths=(), runtime_paths=(), methods: dict | None = None) -> pd.DataFrame:
     replicate_paths = replicate_paths or [None] * len(variants)
     overlaps = {Path(p).stem: read_json(p) for p in (overlap_paths or [])}
     causal = {Path(p).stem: read_json(p) for p in causal_paths}
+    runtime = {Path(p).stem: read_json(p) for p in runtime_paths}
+    methods = methods or {}
     rows = []
     for v, sp, mp, pp, bp in zip(variants, survival_paths, metrics_paths, predict_paths, replicate_paths):
         spec = parse_variant(v)
         met, pred = read_json(mp), read_json(pp)
         kind = "magnitude" if spec.kind == "match" else spec.kind
         row = {"variant": v, "kind": kind, "family": "magnitude" if spec.kind == "match" else spec.family,
+               "method": methods.get(v, ""), "tensor_types": tensor_types(met),
                "bits": spec.bits, "bits_per_weight": met.get("bits_per_weight"),
                "sparsity": met.get("matched_sparsity") if spec.kind == "match" else spec.sparsity,
                "weight_error": met.get("weight_error"),
@@ -124,6 +139,8 @@ def build_summary(variants, survival_paths, metrics_paths, predict_paths, replic
             row.update(causal_columns(causal[v]))
         elif v == "fp" and causal:  # FP's own splice scores, the baseline of every variant's
             row.update(causal_columns(next(iter(causal.values())), "fp_splice"))
+        if v in runtime:
+            row.update(runtime_columns(runtime[v]))
         rows.append(row)
     df = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
     fp = df.loc[df.variant == "fp", "perplexity"]
@@ -135,10 +152,11 @@ def build_summary(variants, survival_paths, metrics_paths, predict_paths, replic
 
 
 def write_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths, out_path,
-                  uncertainty: UncertaintyConfig, gate: GateConfig, causal_paths=()) -> None:
+                  uncertainty: UncertaintyConfig, gate: GateConfig, causal_paths=(), runtime_paths=(),
+                  methods: dict | None = None) -> None:
     """The `summary` rule: summary.csv, and the table in the log."""
     df = build_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths,
-                       uncertainty, gate, causal_paths)
+                       uncertainty, gate, causal_paths, runtime_paths, methods)
     with atomic_path(out_path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     log("summary:\n" + df.drop(columns=["verdict"]).to_string(index=False, float_format=lambda x: f"{x:.4g}"))

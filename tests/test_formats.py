@@ -235,10 +235,27 @@ def test_block_formats_refuse_widths_they_cannot_split(llama):
 # ------------------------------------------------------------------------- through the workflow
 
 
+def producers_available() -> bool:
+    """llama.cpp and llm-compressor's environment are there (`make test` builds both and sets
+    FEATUREAUDIT_REQUIRE_PRODUCERS, so that under it a missing one fails instead)."""
+    from test_producers import LLMC_PYTHON, REQUIRE
+
+    from featureaudit import llama_cpp
+
+    return REQUIRE or (llama_cpp.available() and LLMC_PYTHON.exists())
+
+
+#: Checkpoints the producers make in gguf_project (when they are available).
+PRODUCED = {"q4km": {"llama_cpp": "Q4_K_M"}, "q4kmi": {"llama_cpp": "Q4_K_M", "imatrix": True},
+            "gptq": {"llm_compressor": "gptq-w4a16", "group_size": 32}}
+
+
 @pytest.fixture(scope="module")
 def gguf_project(tmp_path_factory, llama_dir):
-    """A tiny GGUF reference through the whole Snakefile with shipped formats and a checkpoint
-    the workflow writes (every block part Q8_0)."""
+    """A tiny GGUF reference through the whole Snakefile with shipped formats, a checkpoint the
+    workflow writes with gguf-py (every block part Q8_0) and, where the producers are built,
+    llama.cpp's Q4_K_M (with and without an importance matrix) and llm-compressor's GPTQ, with
+    llama.cpp's own activations for the GGUF ones."""
     from conftest import TinyProject, base_config, save_saelens_sae
 
     workdir = tmp_path_factory.mktemp("gguf_project")
@@ -247,9 +264,13 @@ def gguf_project(tmp_path_factory, llama_dir):
     cfg = base_config(workdir / "results")
     cfg["quantization"]["bits"] = []
     cfg["formats"] = ["gguf-q8_0", "bnb-nf4", "ao-w8a8"]
+    checkpoints = {"mixq8": {"mix": {"attn": "q8_0", "mlp": "q8_0"}}}
+    if producers_available():
+        checkpoints.update(PRODUCED)
+        cfg["calibration"] = {"n_tokens": 256}
+        cfg["runtime"] = {"enabled": True}
     cfg["models"]["tiny"] = {"source": "gguf", "path": str(ref), "hook": "blocks.2.hook_resid_post",
-                             "sae": {"source": "disk", "path": str(sae)},
-                             "checkpoints": {"mixq8": {"mix": {"attn": "q8_0", "mlp": "q8_0"}}}}
+                             "sae": {"source": "disk", "path": str(sae)}, "checkpoints": checkpoints}
     project = TinyProject(workdir, cfg)
     project.write()
     project.snakemake()
@@ -266,7 +287,7 @@ def test_workflow_checkpoint_gives_the_builtin_formats_survival_table(gguf_proje
     pd.testing.assert_frame_equal(builtin, written)
     assert (builtin.status == "survived").any()
     summary = pd.read_csv(results / "summary.csv").set_index("variant")
-    assert list(summary.index) == ["fp", "gguf-q8_0", "bnb-nf4", "ao-w8a8", "ckpt-mixq8"]
+    assert list(summary.index)[:5] == ["fp", "gguf-q8_0", "bnb-nf4", "ao-w8a8", "ckpt-mixq8"]
     assert summary.loc["gguf-q8_0", "bits_per_weight"] == summary.loc["ckpt-mixq8", "bits_per_weight"] == 8.5
     assert summary.loc["fp", "bits_per_weight"] == 32.0  # the reference is an F32 GGUF
     assert summary.loc["ao-w8a8", "family"] == "torchao" and summary.loc["ao-w8a8", "kl_to_fp"] > 0
@@ -286,8 +307,8 @@ def test_adding_a_format_plans_only_its_jobs(gguf_project):
     finally:
         gguf_project.config = original
         gguf_project.write()
-    assert counts == {"variant": 1, "survival": 1, "predictability": 1, "summary": 1, "figures": 1, "browser": 1,
-                      "all": 1}
+    assert counts == {"variant": 1, "survival": 1, "predictability": 1, "method_overlap": 1, "summary": 1,
+                      "figures": 1, "browser": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -304,3 +325,95 @@ def test_checkpoint_of_another_architecture_fails_at_start_up(gguf_project, tmp_
     lines = [line for line in proc.stderr.splitlines() if line.startswith("featureaudit:")]
     assert proc.returncode != 0 and len(lines) == 1 and "Traceback" not in proc.stderr
     assert "models.tiny.checkpoints.other" in lines[0] and "gpt_neox" in lines[0]
+
+
+def _need_producers():
+    if not producers_available():
+        pytest.skip("llama.cpp or llm-compressor's environment is not built (make llama-cpp llm-compressor)")
+
+
+@pytest.mark.slow
+def test_workflow_audits_the_producers_checkpoints(gguf_project):
+    """llama.cpp's presets and llm-compressor's GPTQ go through the whole workflow: the types
+    llama.cpp chose are recorded (as gguf-py reads them from the file), the importance matrix
+    changes the preset's weights, GPTQ's storage is 4 bits + a 16-bit scale per 32 weights,
+    calibration tokens are none of the audit's, and llama.cpp's own activations are reported."""
+    _need_producers()
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from gguf import GGUFReader
+
+    results = gguf_project.workdir / "results" / "tiny"
+    summary = pd.read_csv(results / "summary.csv").set_index("variant")
+    assert summary.loc["ckpt-q4km", "method"] == "llama.cpp Q4_K_M"
+    assert summary.loc["ckpt-gptq", "method"] == "llm-compressor gptq-w4a16"
+    assert summary.loc["ckpt-gptq", "bits_per_weight"] == pytest.approx(4 + 16 / 32)
+
+    blocks = [t for t in GGUFReader(str(results / "checkpoints" / "q4km.gguf")).tensors
+              if t.name.startswith("blk.") and any(p in t.name for p in ("attn_", "ffn_")) and "norm" not in t.name]
+    counts = pd.Series([t.tensor_type.name for t in blocks]).value_counts()
+    recorded = json.loads((results / "metrics" / "ckpt-q4km.json").read_text())["block_tensor_types"]
+    assert recorded == counts.to_dict() and sum(recorded.values()) == 7 * 4
+    # 64 wide: no 256-weight super-block fits, so llama.cpp fell back on other types
+    assert not any(t.endswith("_K") for t in recorded), recorded
+
+    plain = {t.name: np.asarray(t.data) for t in GGUFReader(str(results / "checkpoints" / "q4km.gguf")).tensors}
+    weighted = {t.name: np.asarray(t.data) for t in GGUFReader(str(results / "checkpoints" / "q4kmi.gguf")).tensors}
+    assert any(not np.array_equal(plain[k], weighted[k]) for k in plain if k.startswith("blk."))
+
+    rows = lambda p: {tuple(r) for r in pq.read_table(p).column("input_ids").to_pylist()}
+    calibration, audited = rows(results / "calibration.parquet"), rows(results / "tokens.parquet")
+    assert len(calibration) == 256 // 32 and not calibration & audited
+
+    for v in ("fp", "ckpt-mixq8", "ckpt-q4km", "ckpt-q4kmi"):
+        assert 0 <= summary.loc[v, "runtime_rel_error"] < 0.05, (v, summary.loc[v, "runtime_rel_error"])
+        assert 0 <= summary.loc[v, "runtime_frac_survived"] <= 1
+    # fp through llama.cpp: only the runtime's own rounding (F16 KV cache) separates the paths
+    assert summary.loc["fp", "runtime_rel_error"] < 8 * 2.0**-10
+    assert pd.isna(summary.loc["ckpt-gptq", "runtime_rel_error"])  # not a GGUF
+
+
+@pytest.mark.slow
+def test_method_overlap_is_set_jaccard_and_scipy_spearman(gguf_project):
+    """method_overlap.csv against the definition computed here from the survival tables:
+    Jaccard of the not-survived sets among FP-active features, scipy's Spearman of 1 - r."""
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    results = gguf_project.workdir / "results" / "tiny"
+    pairs = pd.read_csv(results / "method_overlap.csv")
+    variants = [v for v in pd.read_csv(results / "summary.csv").variant if v != "fp"]
+    assert len(pairs) == len(variants) * (len(variants) - 1) // 2
+    for row in pairs.itertuples():
+        a = pd.read_parquet(results / "survival" / f"{row.variant_a}.parquet").set_index("feature")
+        b = pd.read_parquet(results / "survival" / f"{row.variant_b}.parquet").set_index("feature")
+        active = a.status != "inactive"
+        bad_a = set(a.index[active & a.status.isin(["blurred", "damaged"])])
+        bad_b = set(b.index[active & b.status.isin(["blurred", "damaged"])])
+        union = bad_a | bad_b
+        if union:
+            assert row.jaccard == pytest.approx(len(bad_a & bad_b) / len(union), abs=1e-6)
+            assert row.jaccard_lo <= row.jaccard + 1e-9 and row.jaccard <= row.jaccard_hi + 1e-9
+        else:
+            assert np.isnan(row.jaccard)
+        da, db = 1 - a.r[active].fillna(0), 1 - b.r[active].fillna(0)
+        if da.nunique() > 1 and db.nunique() > 1:
+            assert row.spearman == pytest.approx(spearmanr(da, db).statistic, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_adding_a_recipe_plans_only_its_jobs(gguf_project):
+    _need_producers()
+    from test_workflow import job_counts
+
+    original = json.loads(json.dumps(gguf_project.config))
+    try:
+        gguf_project.config["models"]["tiny"]["checkpoints"]["wanda"] = {"llm_compressor": "wanda-50"}
+        gguf_project.config["models"]["tiny"]["checkpoints"]["q6k"] = {"llama_cpp": "Q6_K"}
+        gguf_project.write()
+        counts = job_counts(gguf_project.snakemake("-n").stdout)
+    finally:
+        gguf_project.config = original
+        gguf_project.write()
+    assert counts == {"llm_compress": 1, "llama_quantize": 1, "variant": 2, "runtime": 1, "survival": 2,
+                      "predictability": 2, "method_overlap": 1, "summary": 1, "figures": 1, "browser": 1, "all": 1}

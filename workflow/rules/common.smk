@@ -127,11 +127,21 @@ def _check_producers():
     from featureaudit.llama_cpp import BUILD_HINT, available
 
     wanted = {p for m in MODELS for p in ("llama.cpp", "llm-compressor") if CFG.produced(m, p)}
+    if any(CFG.runtime_variants(m) for m in MODELS):
+        wanted.add("llama.cpp")
     if "llama.cpp" in wanted and not available():
-        fail(f"a checkpoint names a llama_cpp preset but llama.cpp is not built for this environment; {BUILD_HINT}")
-    if "llm-compressor" in wanted and LLM_COMPRESSOR_PYTHON != "python" and not Path(LLM_COMPRESSOR_PYTHON).exists():
-        fail("a checkpoint names an llm_compressor recipe but its environment is missing; build it once with "
-             "`make llm-compressor`, or run with --sdm conda")
+        fail(
+            f"a llama_cpp preset or runtime: enabled needs llama.cpp, which is not built for this environment; {BUILD_HINT}"
+        )
+    if (
+        "llm-compressor" in wanted
+        and LLM_COMPRESSOR_PYTHON != "python"
+        and not Path(LLM_COMPRESSOR_PYTHON).exists()
+    ):
+        fail(
+            "a checkpoint names an llm_compressor recipe but its environment is missing; build it once with "
+            "`make llm-compressor`, or run with --sdm conda"
+        )
 
 
 _check_producers()
@@ -141,6 +151,24 @@ def get_imatrix(wildcards):
     if CFG.models[wildcards.model].checkpoints[wildcards.ckpt].imatrix:
         return f"{R}/{wildcards.model}/llama_cpp/imatrix.gguf"
     return []
+
+
+def get_runtime_gguf(wildcards):
+    """The GGUF llama.cpp runs for a variant: the reference as F32 for fp, else the checkpoint."""
+    if wildcards.variant == "fp":
+        return f"{R}/{wildcards.model}/llama_cpp/reference.f32.gguf"
+    return get_checkpoint(wildcards)
+
+
+def get_runtime_all(wildcards):
+    return expand(
+        f"{R}/{wildcards.model}/runtime/{{variant}}.json",
+        variant=CFG.runtime_variants(wildcards.model),
+    )
+
+
+def get_methods(wildcards):
+    return {v: CFG.method(wildcards.model, v) for v in CFG.variants(wildcards.model)}
 
 
 def get_mix(wildcards):
@@ -263,6 +291,7 @@ def get_final_outputs():
         expand(f"{R}/{{model}}/summary.csv", model=MODELS)
         + expand(f"{R}/{{model}}/figures/{{name}}.png", model=MODELS, name=FIGURES)
         + expand(f"{R}/{{model}}/browser.html", model=MODELS)
+        + expand(f"{R}/{{model}}/method_overlap.csv", model=MODELS)
     )
 
 

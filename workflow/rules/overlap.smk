@@ -69,3 +69,27 @@ rule overlap:
         code=script_code("overlap"),
     script:
         "../scripts/overlap.py"
+
+
+# Every pair of methods: do two tools damage the same features? (featureaudit/methods.py)
+rule method_overlap:
+    input:
+        survival=get_survival_all,
+        replicates=get_replicates_all,
+    output:
+        report(
+            f"{R}/{{model}}/method_overlap.csv",
+            caption="../report/method_overlap.rst",
+            category="Summary",
+        ),
+    log:
+        "logs/{model}/method_overlap.log",
+    conda:
+        ENV
+    params:
+        variants=get_variants,
+        methods=get_methods,
+        uncertainty=as_params(CFG.uncertainty),
+        code=script_code("method_overlap"),
+    script:
+        "../scripts/method_overlap.py"

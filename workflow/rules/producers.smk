@@ -62,10 +62,10 @@ rule llama_quantize:
         imatrix=get_imatrix,
     output:
         f"{R}/{{model}}/checkpoints/{{ckpt}}.gguf",
-    wildcard_constraints:
-        ckpt=producer_keys("llama.cpp"),
     log:
         "logs/{model}/checkpoints/{ckpt}.log",
+    wildcard_constraints:
+        ckpt=producer_keys("llama.cpp"),
     conda:
         ENV
     threads: HEAVY_THREADS
@@ -84,10 +84,10 @@ rule llm_compress:
         calibration=f"{R}/{{model}}/calibration.parquet",
     output:
         directory(f"{R}/{{model}}/checkpoints/{{ckpt}}"),
-    wildcard_constraints:
-        ckpt=producer_keys("llm-compressor"),
     log:
         "logs/{model}/checkpoints/{ckpt}.log",
+    wildcard_constraints:
+        ckpt=producer_keys("llm-compressor"),
     conda:
         "../../envs/llm-compressor.yaml"
     threads: HEAVY_THREADS
@@ -104,3 +104,31 @@ rule llm_compress:
     shell:
         "PYTHONPATH={params.root:q} OMP_NUM_THREADS={threads} {params.python} -m featureaudit.llm_compress "
         "{input.reference:q} {input.calibration:q} {params.recipe} {params.group_size} {output:q} > {log:q} 2>&1"
+
+
+# The runtime's own activations: a GGUF variant (and fp as F32 GGUF) through llama.cpp.
+rule runtime:
+    input:
+        gguf=get_runtime_gguf,
+        tokens=f"{R}/{{model}}/tokens.parquet",
+        sae=f"{R}/{{model}}/sae",
+        activations=f"{R}/{{model}}/activations/{{variant}}",
+        fp_codes=f"{R}/{{model}}/codes/fp.parquet",
+        survival=f"{R}/{{model}}/survival/{{variant}}.parquet",
+    output:
+        json=f"{R}/{{model}}/runtime/{{variant}}.json",
+        codes=f"{R}/{{model}}/runtime/{{variant}}.codes.parquet",
+    log:
+        "logs/{model}/runtime/{variant}.log",
+    conda:
+        ENV
+    threads: HEAVY_THREADS
+    resources:
+        mem_mb=mem_mb("variant"),
+        runtime=runtime("variant"),
+    params:
+        capture=get_capture_settings,
+        thresholds=as_params(CFG.survival),
+        code=script_code("runtime"),
+    script:
+        "../scripts/runtime.py"

@@ -6,6 +6,7 @@ rule summary:
         replicates=get_replicates_all,
         overlap=get_overlap_all,
         causal=get_causal_all,
+        runtime=get_runtime_all,
     output:
         report(
             f"{R}/{{model}}/summary.csv",
@@ -20,6 +21,7 @@ rule summary:
         variants=get_variants,
         uncertainty=as_params(CFG.uncertainty),
         gate=as_params(CFG.gate),
+        methods=get_methods,
         code=script_code("summary"),
     script:
         "../scripts/summary.py"

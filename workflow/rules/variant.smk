@@ -3,10 +3,10 @@ rule write_checkpoint:
         reference=get_reference_file,
     output:
         f"{R}/{{model}}/checkpoints/{{ckpt}}.gguf",
-    wildcard_constraints:
-        ckpt=producer_keys("gguf-py"),
     log:
         "logs/{model}/checkpoints/{ckpt}.log",
+    wildcard_constraints:
+        ckpt=producer_keys("gguf-py"),
     conda:
         ENV
     params:

@@ -5,4 +5,5 @@ from featureaudit.summary import write_summary
 
 i, p = snakemake.input, snakemake.params
 run_step(snakemake, write_summary, p.variants, i.survival, i.metrics, i.predictability, i.replicates, i.overlap,
-         snakemake.output[0], from_params(UncertaintyConfig, p.uncertainty), from_params(GateConfig, p.gate), list(i.causal))
+         snakemake.output[0], from_params(UncertaintyConfig, p.uncertainty), from_params(GateConfig, p.gate),
+         list(i.causal), list(i.runtime), dict(p.methods))
