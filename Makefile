@@ -1,12 +1,15 @@
 # Two commands do everything on a fresh machine:
-#   make run    set up .venv, run the audit on the embedded default (SmolLM2-135M, pydoc text)
-#   make test   set up .venv, run the test suite
+#   make run    set up .venv, llama.cpp and llm-compressor's venv, run the audit on the
+#               embedded default (SmolLM2-135M, CPython's English text)
+#   make test   the same set-up (and Chromium), then the test suite
 VENV   ?= .venv
-LLMC   ?= .venv-llmc
+CACHE  ?= $(HOME)/.cache/featureaudit
+# llm-compressor's venv is shared by every clone on the machine, keyed by its requirements
+LLMC   ?= $(CACHE)/venv-llmc-$(shell sha256sum envs/llm-compressor.txt | cut -c1-12)
 PY     := $(VENV)/bin/python
 CORES  ?= 2
 
-.PHONY: run test verify setup clean chromium llama-cpp llm-compressor
+.PHONY: run test verify setup clean chromium llama-cpp llama-cpp-build llm-compressor llm-compressor-env tools
 
 $(VENV)/.installed: envs/requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,20 +26,39 @@ setup: $(VENV)/.installed
 # reused by every clone), and llm-compressor's own venv (its pins conflict with ours).
 llama-cpp: $(VENV)/.llama-cpp
 $(VENV)/.llama-cpp: $(VENV)/.installed envs/build_llama_cpp.sh
-	bash envs/build_llama_cpp.sh $(VENV)
+	FEATUREAUDIT_CACHE=$(CACHE) bash envs/build_llama_cpp.sh bind $(VENV)
 
-llm-compressor: $(LLMC)/.installed
+# The compile needs no venv: it runs beside the pip installs (they wait on the network, it on
+# the CPU), which is most of a fresh machine's set-up time.
+llama-cpp-build:
+	FEATUREAUDIT_CACHE=$(CACHE) bash envs/build_llama_cpp.sh build
+
+# (The venv records where llm-compressor's interpreter is, for the llm_compress rule.)
+llm-compressor: $(VENV)/.llm-compressor
+$(VENV)/.llm-compressor: $(LLMC)/.installed $(VENV)/.installed
+	echo $(LLMC)/bin/python > $@
+
+llm-compressor-env: $(LLMC)/.installed
 $(LLMC)/.installed: envs/llm-compressor.txt
 	python3 -m venv $(LLMC)
 	$(LLMC)/bin/python -m pip install -q --upgrade pip
 	$(LLMC)/bin/python -m pip install -q -r envs/llm-compressor.txt
 	touch $@
 
-run: setup llama-cpp llm-compressor
+# Everything a run or the tests need, the independent parts side by side.
+tools:
+	$(MAKE) -j4 setup llama-cpp-build llm-compressor-env
+	$(MAKE) llama-cpp llm-compressor
+
+run: tools
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH snakemake --cores $(CORES) --profile profiles/default
 
-test: setup chromium llama-cpp llm-compressor
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH FEATUREAUDIT_REQUIRE_PRODUCERS=1 python -m pytest -q tests
+# Two pytest workers: most tests wait on a Snakemake subprocess or a SLURM poll, so two keep
+# both cores busy (tests/conftest.py keeps the tests of one shared project on one worker).
+test:
+	$(MAKE) -j5 setup llama-cpp-build llm-compressor-env chromium
+	$(MAKE) llama-cpp llm-compressor
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH FEATUREAUDIT_REQUIRE_PRODUCERS=1 python -m pytest -q -n 2 --dist loadgroup tests
 
 # The feature browser's tests open pages in a real headless browser: Debian's Chromium,
 # installed once per machine (about 40 s) when it is not there.

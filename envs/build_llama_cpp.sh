@@ -8,11 +8,12 @@
 # clone on the machine; the Python bindings are then installed into the venv without compiling
 # (LLAMA_BUILD=OFF) and pointed at the cached libraries (featureaudit/llama_cpp.py).
 #
-#   envs/build_llama_cpp.sh VENV
+#   envs/build_llama_cpp.sh build        download and compile into the cache (no venv needed)
+#   envs/build_llama_cpp.sh bind VENV    the above if not cached, then the bindings into VENV
 set -euo pipefail
-VENV=${1:?usage: build_llama_cpp.sh VENV}
+MODE=${1:?usage: build_llama_cpp.sh build | bind VENV}
 VERSION=0.3.36
-PY="$VENV/bin/python"
+PY=python3
 CACHE=${FEATUREAUDIT_CACHE:-$HOME/.cache/featureaudit}
 CPU=$(grep -m1 '^flags' /proc/cpuinfo | sha256sum | cut -c1-12)
 DEST="$CACHE/llama.cpp/$VERSION-$CPU"
@@ -58,7 +59,11 @@ if [ ! -x "$DEST/bin/llama-quantize" ]; then
   rm -rf "$work"
 fi
 
+[ "$MODE" = build ] && { echo "llama.cpp: $DEST"; exit 0; }
+
 # The bindings: pure Python with LLAMA_BUILD=OFF (nothing compiled), libraries from $DEST.
+VENV=${2:?usage: build_llama_cpp.sh bind VENV}
+PY="$VENV/bin/python"
 if ! "$PY" -c "import importlib.metadata as m; assert m.version('llama_cpp_python') == '$VERSION'" 2>/dev/null; then
   CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" "$PY" -m pip install -q --no-deps "$SDIST" diskcache==5.6.3
 fi

@@ -27,6 +27,20 @@ import sys
 import time
 from pathlib import Path
 
+def environment_python() -> str | None:
+    """llm-compressor's interpreter for the llm_compress rule, when not under --sdm conda:
+    FEATUREAUDIT_LLM_COMPRESSOR_PYTHON, else what `make llm-compressor` recorded in the
+    audit's venv (`<venv>/.llm-compressor`); None when neither exists."""
+    import os
+
+    if os.environ.get("FEATUREAUDIT_LLM_COMPRESSOR_PYTHON"):
+        return os.environ["FEATUREAUDIT_LLM_COMPRESSOR_PYTHON"]
+    marker = Path(sys.prefix) / ".llm-compressor"
+    if marker.is_file() and Path(marker.read_text().strip()).exists():
+        return marker.read_text().strip()
+    return None
+
+
 RECIPES = ("gptq-w4a16", "awq-w4a16", "smoothquant-gptq-w8a8", "fp8-dynamic", "sparsegpt-50",
            "sparsegpt-2of4", "wanda-50")
 

@@ -115,3 +115,12 @@ def arch_project(tmp_path_factory, tiny_models) -> TinyProject:
     project.write()
     project.snakemake()
     return project
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs two workers, --dist loadgroup): the tests of the
+    session's shared workflow run (arch_project) on one worker, so it runs once; every other
+    test with the rest of its module (module-scoped projects and SLURM run once too)."""
+    for item in items:
+        group = "arch_project" if "arch_project" in getattr(item, "fixturenames", ()) else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))

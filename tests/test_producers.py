@@ -27,9 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import build_tiny_model, write_tiny_gguf  # noqa: E402
 
+from featureaudit.llm_compress import environment_python  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 REQUIRE = os.environ.get("FEATUREAUDIT_REQUIRE_PRODUCERS") == "1"
-LLMC_PYTHON = Path(os.environ.get("FEATUREAUDIT_LLM_COMPRESSOR_PYTHON", REPO / ".venv-llmc" / "bin" / "python"))
+LLMC_PYTHON = Path(environment_python() or REPO / ".venv-llmc-missing")
 
 
 def need_llama_cpp():

@@ -179,7 +179,7 @@ def test_adding_a_bit_width_schedules_only_the_new_branch(arch_project):
         arch_project.write()
     # rtn-w6 is in the default causal.variants: its causal job is part of its branch
     per_model = {"variant": 2, "survival": 2, "predictability": 2, "causal": 1,
-                 "match_pruning": 1, "overlap": 1, "summary": 1, "figures": 1, "browser": 1}
+                 "match_pruning": 1, "overlap": 1, "method_overlap": 1, "summary": 1, "figures": 1, "browser": 1}
     expected = {rule: n * len(MODELS) for rule, n in per_model.items()} | {"all": 1}
     assert counts == expected
 

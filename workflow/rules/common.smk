@@ -109,14 +109,17 @@ def module_code(module):
 
 def _llm_compressor_python():
     """The interpreter of llm-compressor's environment: conda's own `python` under
-    --sdm conda, else the venv `make llm-compressor` builds beside the workflow."""
+    --sdm conda, else the venv `make llm-compressor` built (featureaudit.llm_compress)."""
     from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-    if os.environ.get("FEATUREAUDIT_LLM_COMPRESSOR_PYTHON"):
-        return os.environ["FEATUREAUDIT_LLM_COMPRESSOR_PYTHON"]
-    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    from featureaudit.llm_compress import environment_python
+
+    if (
+        DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+        and not os.environ.get("FEATUREAUDIT_LLM_COMPRESSOR_PYTHON")
+    ):
         return "python"
-    return str(Path(workflow.basedir) / ".venv-llmc" / "bin" / "python")
+    return environment_python()
 
 
 LLM_COMPRESSOR_PYTHON = _llm_compressor_python()
@@ -133,11 +136,7 @@ def _check_producers():
         fail(
             f"a llama_cpp preset or runtime: enabled needs llama.cpp, which is not built for this environment; {BUILD_HINT}"
         )
-    if (
-        "llm-compressor" in wanted
-        and LLM_COMPRESSOR_PYTHON != "python"
-        and not Path(LLM_COMPRESSOR_PYTHON).exists()
-    ):
+    if "llm-compressor" in wanted and LLM_COMPRESSOR_PYTHON is None:
         fail(
             "a checkpoint names an llm_compressor recipe but its environment is missing; build it once with "
             "`make llm-compressor`, or run with --sdm conda"

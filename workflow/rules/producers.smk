@@ -102,7 +102,7 @@ rule llm_compress:
         root=workflow.basedir,
         code=module_code("llm_compress"),
     shell:
-        "PYTHONPATH={params.root:q} OMP_NUM_THREADS={threads} {params.python} -m featureaudit.llm_compress "
+        "PYTHONPATH={params.root:q} OMP_NUM_THREADS={threads} TQDM_MININTERVAL=15 {params.python} -m featureaudit.llm_compress "
         "{input.reference:q} {input.calibration:q} {params.recipe} {params.group_size} {output:q} > {log:q} 2>&1"
 
 
