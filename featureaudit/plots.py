@@ -296,7 +296,7 @@ def _empty(title: str):
 
 
 def methods_plot(summary: pd.DataFrame):
-    from .methods import methods_plot as plot
+    from .method_groups import methods_plot as plot
 
     return plot(summary)
 

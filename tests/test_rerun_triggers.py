@@ -36,14 +36,18 @@ def modulefinder_closure(script: Path, root: Path = REPO) -> set[str]:
     return {m for m in finder.modules if m.split(".")[0] == "featureaudit"}
 
 
-def rule_scripts(root: Path = REPO) -> dict[str, str]:
-    """rule name -> script name, from the `rule X:` / `script: "../scripts/Y.py"` text."""
+def rule_scripts(root: Path = REPO) -> dict[str, Path]:
+    """rule name -> the file it runs, from the `rule X:` / `script: "../scripts/Y.py"` text (or
+    a shell rule's `python -m featureaudit.Y`, run in another environment)."""
     out = {}
     for smk in sorted((root / "workflow" / "rules").glob("*.smk")):
         for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
             script = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+)\.py"', m[2])
+            module = re.search(r"-m featureaudit\.(\w+)", m[2])
             if script:
-                out[m[1]] = script[1]
+                out[m[1]] = SCRIPTS / f"{script[1]}.py"
+            elif module:
+                out[m[1]] = REPO / "featureaudit" / f"{module[1]}.py"
     return out
 
 
@@ -65,17 +69,21 @@ def test_every_rule_hashes_its_own_script():
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
             script = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+)\.py"', m[2])
+            module = re.search(r"-m featureaudit\.(\w+)", m[2])
             if script:
                 assert f'code=script_code("{script[1]}")' in m[2], m[1]
+            elif module:
+                assert f'code=module_code("{module[1]}")' in m[2], m[1]
 
 
 def test_closures_are_cut_small():
-    closures = {rule: set(module_closure(SCRIPTS / f"{s}.py", PACKAGE)) for rule, s in rule_scripts().items()}
+    closures = {rule: set(module_closure(s, PACKAGE)) for rule, s in rule_scripts().items()}
     for rule in ("variant", "fp_heldout", "pruning_curve", "match_pruning", "sae", "tokens", "reference_model"):
         assert not {"featureaudit.plots", "featureaudit.survival", "featureaudit.summary"} & closures[rule], rule
     assert "featureaudit.device" in closures["variant"] and "featureaudit.device" in closures["fp_heldout"]
     assert closures["figures"] <= {"featureaudit", "featureaudit.plots", "featureaudit.io", "featureaudit.errors",
-                                   "featureaudit.outputs", "featureaudit.runner", "featureaudit.integrity"}
+                                   "featureaudit.outputs", "featureaudit.runner", "featureaudit.integrity",
+                                   "featureaudit.method_groups"}
 
 
 @pytest.mark.slow
@@ -85,7 +93,7 @@ def test_a_module_edit_plans_exactly_the_rules_that_run_it(arch_project, tmp_pat
     (modulefinder) and their descendants (Snakemake's own --forcerun); an edit of a test or
     the README plans nothing."""
     scripts = rule_scripts()
-    imports = {rule: modulefinder_closure(SCRIPTS / f"{s}.py") for rule, s in scripts.items()}
+    imports = {rule: modulefinder_closure(s) for rule, s in scripts.items()}
 
     def copy_of_workflow(name: str) -> Path:
         root = tmp_path / name
