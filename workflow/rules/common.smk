@@ -123,6 +123,12 @@ def _llm_compressor_python():
 
 
 LLM_COMPRESSOR_PYTHON = _llm_compressor_python()
+# what the llm_compress rule's log says it ran in
+LLM_COMPRESSOR_ENVIRONMENT = (
+    "conda (envs/llm-compressor.yaml)"
+    if LLM_COMPRESSOR_PYTHON == "python"
+    else f"venv {LLM_COMPRESSOR_PYTHON}"
+)
 
 
 def _check_producers():

@@ -99,11 +99,13 @@ rule llm_compress:
         recipe=lambda wc: CFG.models[wc.model].checkpoints[wc.ckpt].llm_compressor,
         group_size=lambda wc: CFG.models[wc.model].checkpoints[wc.ckpt].group_size,
         python=LLM_COMPRESSOR_PYTHON,
+        environment=LLM_COMPRESSOR_ENVIRONMENT,
         root=workflow.basedir,
         code=module_code("llm_compress"),
     shell:
+        "echo 'llm-compressor environment: {params.environment}' > {log:q}; "
         "PYTHONPATH={params.root:q} OMP_NUM_THREADS={threads} TQDM_MININTERVAL=15 {params.python} -m featureaudit.llm_compress "
-        "{input.reference:q} {input.calibration:q} {params.recipe} {params.group_size} {output:q} > {log:q} 2>&1"
+        "{input.reference:q} {input.calibration:q} {params.recipe} {params.group_size} {output:q} >> {log:q} 2>&1"
 
 
 # The runtime's own activations: a GGUF variant (and fp as F32 GGUF) through llama.cpp.
