@@ -313,6 +313,7 @@ class RuntimeConfig:
     """llama.cpp's own activations for GGUF variants (runtime): what the shipped runtime computes."""
 
     enabled: bool = False  # fp (as F32 GGUF) and every GGUF checkpoint variant, through llama.cpp
+    n_tokens: int = 8192  # the first audit sequences holding this many tokens (both paths compared on them)
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,9 @@ def capture_residual(gguf_path, tokens: np.ndarray, hook: str, threads: int = 2,
         buf = np.empty(n, dtype=np.float32)
         ggml.ggml_backend_tensor_get(t, buf.ctypes.data, 0, 4 * n)
         found.append(buf.reshape(-1, d))
-        return True
+        # false stops the graph here: the layers after the hook and the output head (a third
+        # of SmolLM's compute per token) are never run; the logits llama_decode returns are unused
+        return False
 
     cparams = lc.llama_context_default_params()
     cparams.n_ctx = cparams.n_batch = cparams.n_ubatch = T
@@ -197,7 +199,7 @@ def capture_residual(gguf_path, tokens: np.ndarray, hook: str, threads: int = 2,
                 batch.pos[i] = i
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = 0
-                batch.logits[i] = True  # every position: the graph keeps every row to the end
+                batch.logits[i] = i == T - 1  # rows are dropped only at the last layer, after the hook
             found.clear()
             if lc.llama_decode(ctx, batch) != 0:
                 raise AuditError(f"llama.cpp decode failed on sequence {s}")

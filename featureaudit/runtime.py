@@ -3,12 +3,13 @@
 The audit's variant path dequantizes a GGUF into transformers and runs it in float32;
 llama.cpp runs the quantized blocks with its own kernels (activations rounded to the blocks'
 dot-product types, an F16 KV cache). This stage captures the hook's activations from
-llama.cpp on the same audit tokens (featureaudit/llama_cpp.py), encodes them with the same
-SAE, and reports
-  - how far they are from the transformers path's activations of the same file (relative
-    error, over all tokens and per token),
-  - the survival fractions of the llama.cpp codes against FP's, beside the transformers
-    path's fractions: how much the runtime itself moves the verdict,
+llama.cpp on the first `runtime.n_tokens` audit tokens (whole sequences; llama.cpp's CPU
+forward is the slow part), encodes them with the same SAE, and reports, on exactly those
+tokens for both paths:
+  - how far llama.cpp's activations are from the transformers path's activations of the same
+    file (relative error, over all tokens and per token),
+  - the survival fractions of both paths' codes against FP's (transformers FP): how much the
+    runtime itself moves the audit's answer,
   - the share of FP-active features whose status is the same on both paths.
 For `fp` the file is the reference as F32 GGUF: llama.cpp's own distance from transformers
 with nothing quantized. `audit_runtime` is the body of the `runtime` rule.
@@ -17,70 +18,78 @@ with nothing quantized. `audit_runtime` is the body of the `runtime` rule.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from .codes import SCHEMA, sparse_encode
+from .codes import Codes, sparse_encode
 from .config import CaptureSettings, Thresholds
-from .io import atomic_path, read_table, write_json
+from .io import write_json
 from .llama_cpp import capture_residual
 from .progress import log
 from .sae import load_sae, saved_sae_metadata, wants_centering
 from .shards import iter_activation_shards
-from .survival import fractions, survival_table
+from .survival import PearsonAccumulator, fractions, survival_frame
 from .tokens import read_tokens
 
 
-def write_runtime_codes(acts: np.ndarray, act_dir, sae, out_path) -> dict:
-    """Encode llama.cpp's activations in the transformers shards' token order and groups (so
-    the codes align with FP's row group by row group); returns the relative errors."""
+def runtime_groups(acts: np.ndarray, act_dir, sae, limit: int):
+    """llama.cpp's codes in the transformers shards' token order and groups, for the tokens
+    below `limit`; returns (groups, errors): groups of (token, feature, value) as the codes
+    file stores them, and the relative errors against the transformers activations."""
     flat = acts.reshape(-1, acts.shape[-1])
     num = den = 0.0
-    per_token = []
-    group_tokens, n_tokens = [], 0
-    with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, SCHEMA, write_page_checksum=True) as writer:
-        for tok, ref in iter_activation_shards(act_dir):
-            mine = flat[tok]
-            diff = ((mine.astype(np.float64) - ref) ** 2).sum(1)
-            norm = (ref.astype(np.float64) ** 2).sum(1)
-            num, den = num + diff.sum(), den + norm.sum()
-            per_token.append(np.sqrt(diff / np.maximum(norm, 1e-30)))
-            t, f, v = sparse_encode(sae, mine, tok)
-            writer.write_table(pa.table({"token": t, "feature": f, "value": v}, schema=SCHEMA),
-                               row_group_size=max(len(t), 1))
-            group_tokens.append(len(tok))
-            n_tokens += len(tok)
-        import json
-
-        writer.add_key_value_metadata({"d_sae": str(int(sae.cfg.d_sae)), "n_tokens": str(n_tokens),
-                                       "group_tokens": json.dumps(group_tokens)})
+    per_token, groups = [], []
+    for tok, ref in iter_activation_shards(act_dir):
+        keep = tok < limit
+        if not keep.any():
+            break
+        tok, ref = tok[keep], ref[keep]
+        mine = flat[tok]
+        diff = ((mine.astype(np.float64) - ref) ** 2).sum(1)
+        norm = (ref.astype(np.float64) ** 2).sum(1)
+        num, den = num + diff.sum(), den + norm.sum()
+        per_token.append(np.sqrt(diff / np.maximum(norm, 1e-30)))
+        groups.append(sparse_encode(sae, mine, tok))
     per_token = np.concatenate(per_token)
-    return {"rel_error": float(np.sqrt(num / den)), "rel_error_token_median": float(np.median(per_token)),
-            "rel_error_token_p99": float(np.quantile(per_token, 0.99)), "n_tokens": int(n_tokens)}
+    errors = {"rel_error": float(np.sqrt(num / den)), "rel_error_token_median": float(np.median(per_token)),
+              "rel_error_token_p99": float(np.quantile(per_token, 0.99)), "n_tokens": int(len(per_token))}
+    return groups, errors
 
 
-def audit_runtime(variant: str, gguf, tokens_path, sae_dir, act_dir, fp_codes, transformers_survival,
-                  capture: CaptureSettings, thresholds: Thresholds, threads: int, out_json, out_codes) -> None:
+def prefix_survival(fp_codes, other_groups, limit: int, n_tokens: int, thresholds: Thresholds):
+    """Survival of `other_groups` against FP's codes on the tokens below `limit` only."""
+    fp = Codes(fp_codes)
+    acc = PearsonAccumulator(fp.d_sae)
+    for (tx, fx, vx), (ty, fy, vy) in zip(fp.groups(), other_groups):
+        kx, ky = tx < limit, ty < limit
+        acc.add(tx[kx], fx[kx], vx[kx], ty[ky], fy[ky], vy[ky])
+    return survival_frame(acc, n_tokens, thresholds)
+
+
+def audit_runtime(variant: str, gguf, tokens_path, sae_dir, act_dir, fp_codes, variant_codes, capture: CaptureSettings,
+                  thresholds: Thresholds, n_tokens: int, threads: int, out_json) -> None:
     meta = saved_sae_metadata(sae_dir, key="the SAE")
     center = capture.center if capture.center is not None else wants_centering(meta)
     ids = read_tokens(tokens_path, "audit").numpy()
-    log(f"runtime {variant}: llama.cpp forward over {ids.size} audit tokens ({gguf})")
+    n_seq = min(len(ids), max(1, -(-n_tokens // ids.shape[1])))
+    ids = ids[:n_seq]
+    log(f"runtime {variant}: llama.cpp forward over {n_seq} audit sequences ({ids.size} tokens) of {gguf}")
     acts = capture_residual(gguf, ids, capture.hook, threads=threads)
     if center:
         acts -= acts.mean(-1, keepdims=True)
-    result = {"variant": variant, "gguf": str(gguf)}
-    result.update(write_runtime_codes(acts, act_dir, load_sae(sae_dir), out_codes))
+    limit = n_seq * ids.shape[1]  # token index = sequence * context_length + position
+    groups, result = runtime_groups(acts, act_dir, load_sae(sae_dir), limit)
+    result = {"variant": variant, "gguf": str(gguf), "sequences": n_seq, **result}
 
-    runtime = survival_table(fp_codes, out_codes, thresholds)
-    reference = read_table(transformers_survival, columns=["feature", "status"]).to_pandas()
-    active = reference.status != "inactive"
-    same = (runtime.status.to_numpy()[active] == reference.status.to_numpy()[active]).mean() if active.any() else np.nan
-    for path, table in (("runtime", runtime), ("transformers", reference)):
+    runtime = prefix_survival(fp_codes, groups, limit, result["n_tokens"], thresholds)
+    transformers = prefix_survival(fp_codes, Codes(variant_codes).groups(), limit, result["n_tokens"], thresholds)
+    active = (transformers.status != "inactive").to_numpy()
+    same = runtime.status.to_numpy()[active] == transformers.status.to_numpy()[active]
+    for path, table in (("runtime", runtime), ("transformers", transformers)):
         for k, v in fractions(table).items():
-            if k.startswith("frac_"):
+            if k.startswith("frac_") or k == "n_active":
                 result[f"{k}_{path}"] = v
-    result["status_agreement"] = float(same)
+    result["status_agreement"] = float(same.mean()) if active.any() else float("nan")
     write_json(result, out_json)
     log(f"runtime {variant}: relative error {result['rel_error']:.4f} (median token "
         f"{result['rel_error_token_median']:.4f}); survived {result['frac_survived_runtime']:.3f} in llama.cpp vs "
-        f"{result['frac_survived_transformers']:.3f} in transformers; status agreement {same:.3f}")
+        f"{result['frac_survived_transformers']:.3f} in transformers on the same tokens; status agreement "
+        f"{result['status_agreement']:.3f}")

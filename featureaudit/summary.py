@@ -25,7 +25,8 @@ COLUMNS = ("variant", "kind", "family", "method", "tensor_types", "bits", "bits_
            "splice_ce_score", "splice_kl_score", "splice_explained_variance", "splice_l0", "causal_features",
            "frac_causal_survived", "frac_geometric_not_causal", "frac_geometric_not_causal_lo",
            "frac_geometric_not_causal_hi", "frac_steering_transfers", "frac_steering_transfers_lo",
-           "frac_steering_transfers_hi", "runtime_rel_error", "runtime_frac_survived", "runtime_frac_damaged",
+           "frac_steering_transfers_hi", "runtime_rel_error", "runtime_frac_survived_transformers",
+           "runtime_frac_survived", "runtime_frac_damaged_transformers", "runtime_frac_damaged",
            "runtime_status_agreement", "masked_damage", "verdict")
 CAUSAL = ("frac_causal_survived", "frac_geometric_not_causal", "frac_geometric_not_causal_lo",
           "frac_geometric_not_causal_hi", "frac_steering_transfers", "frac_steering_transfers_lo",
@@ -101,7 +102,11 @@ def tensor_types(metrics: dict) -> str:
 
 
 def runtime_columns(result: dict) -> dict:
-    return {"runtime_rel_error": result["rel_error"], "runtime_frac_survived": result["frac_survived_runtime"],
+    """llama.cpp's path beside the transformers path, both on the runtime stage's tokens."""
+    return {"runtime_rel_error": result["rel_error"],
+            "runtime_frac_survived_transformers": result["frac_survived_transformers"],
+            "runtime_frac_survived": result["frac_survived_runtime"],
+            "runtime_frac_damaged_transformers": result["frac_damaged_transformers"],
             "runtime_frac_damaged": result["frac_damaged_runtime"],
             "runtime_status_agreement": result["status_agreement"]}
 

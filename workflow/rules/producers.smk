@@ -116,10 +116,9 @@ rule runtime:
         sae=f"{R}/{{model}}/sae",
         activations=f"{R}/{{model}}/activations/{{variant}}",
         fp_codes=f"{R}/{{model}}/codes/fp.parquet",
-        survival=f"{R}/{{model}}/survival/{{variant}}.parquet",
+        variant_codes=f"{R}/{{model}}/codes/{{variant}}.parquet",
     output:
-        json=f"{R}/{{model}}/runtime/{{variant}}.json",
-        codes=f"{R}/{{model}}/runtime/{{variant}}.codes.parquet",
+        f"{R}/{{model}}/runtime/{{variant}}.json",
     log:
         "logs/{model}/runtime/{variant}.log",
     conda:
@@ -131,6 +130,7 @@ rule runtime:
     params:
         capture=get_capture_settings,
         thresholds=as_params(CFG.survival),
+        n_tokens=CFG.runtime.n_tokens,
         code=script_code("runtime"),
     script:
         "../scripts/runtime.py"
