@@ -25,10 +25,13 @@ if [ ! -f "$SDIST" ]; then
   "$PY" - "$VERSION" "$SDIST" <<'PYEOF'
 import hashlib, json, os, sys, urllib.request
 version, dest = sys.argv[1], sys.argv[2]
-meta = json.load(urllib.request.urlopen(f"https://pypi.org/pypi/llama-cpp-python/{version}/json"))
-sdist = next(u for u in meta["urls"] if u["packagetype"] == "sdist")
-data = urllib.request.urlopen(sdist["url"]).read()
-if hashlib.sha256(data).hexdigest() != sdist["digests"]["sha256"]:
+# PyPI's simple index (PEP 691 JSON): what pip itself reads
+index = urllib.request.Request("https://pypi.org/simple/llama-cpp-python/",
+                               headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+files = json.load(urllib.request.urlopen(index, timeout=60))["files"]
+sdist = next(f for f in files if f["filename"] == f"llama_cpp_python-{version}.tar.gz")
+data = urllib.request.urlopen(sdist["url"], timeout=600).read()
+if hashlib.sha256(data).hexdigest() != sdist["hashes"]["sha256"]:
     sys.exit("llama.cpp: the downloaded sdist's sha256 differs from PyPI's; run again")
 with open(dest + ".part", "wb") as f:
     f.write(data)

@@ -26,6 +26,22 @@ GROUP_LABELS = {"llm-compressor gptq": "GPTQ", "llm-compressor awq": "AWQ",
 PRUNING = ("magnitude", "llm-compressor sparsegpt", "llm-compressor wanda")
 
 
+SHORT = {"llm-compressor gptq-w4a16": "GPTQ W4A16", "llm-compressor awq-w4a16": "AWQ W4A16",
+         "llm-compressor smoothquant-gptq-w8a8": "SQ+GPTQ W8A8", "llm-compressor fp8-dynamic": "FP8 dyn",
+         "llm-compressor sparsegpt-50": "SparseGPT 50 %", "llm-compressor sparsegpt-2of4": "SparseGPT 2:4",
+         "llm-compressor wanda-50": "Wanda 50 %", "bitsandbytes NF4": "NF4", "bitsandbytes FP4": "bnb FP4"}
+
+
+def short_label(method: str) -> str:
+    """A point's label in the figure (the colour already says the tool)."""
+    if method in SHORT:
+        return SHORT[method]
+    for prefix, short in (("llama.cpp ", ""), ("gguf-py ", "gguf "), ("torchao ", "ao ")):
+        if method.startswith(prefix):
+            return short + method[len(prefix):]
+    return method
+
+
 def method_group(method: str) -> str:
     for g in GROUPS:
         if method.startswith(g):
@@ -67,7 +83,10 @@ def methods_plot(summary: pd.DataFrame):
         ax.axis("off")
         return fig
     q, p = t[t.section == "quantization"], t[t.section == "sparsity"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5), gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
+    if not p.empty:  # equal sparsity: the level most pruning methods share
+        shared = p.at_sparsity.round(2).value_counts().idxmax()
+        p = p[p.at_sparsity.round(2) == shared]
+    fig, axes = plt.subplots(1, 3, figsize=(18, 6), gridspec_kw={"width_ratios": [1.25, 1.25, 0.8]})
     for ax, col, scale, ylabel in ((axes[0], "frac_survived", 100, "features not surviving (%)"),
                                    (axes[1], "perplexity_change", 100, "perplexity change vs FP (%)")):
         for g, part in q.groupby("group", sort=False):
@@ -83,7 +102,9 @@ def methods_plot(summary: pd.DataFrame):
             ax.axhline(0, color="grey", lw=0.5)
             if ys.abs().max() > 50:
                 ax.set_yscale("symlog", linthresh=10)
-        _label_points(ax, q.bits_per_weight.to_numpy(float), ys.to_numpy(float), list(q.method), fontsize=5.5)
+                ax.set_ylim(-1, float(ys.max()) * 2.5)
+        _label_points(ax, q.bits_per_weight.to_numpy(float), ys.to_numpy(float), [short_label(m) for m in q.method],
+                      fontsize=6)
     axes[0].set_title("Quantizers at equal bits per weight: feature damage")
     axes[1].set_title("... and what perplexity says")
     axes[0].legend(fontsize=7, loc="upper right")
@@ -96,15 +117,18 @@ def methods_plot(summary: pd.DataFrame):
         p = p.sort_values(["at_sparsity", "method"])
         x = np.arange(len(p))
         y = 100 * (1 - p.frac_survived)
-        ax.bar(x, y, color=[GROUPS.get(g, "#555555") for g in p.group], yerr=_err(p, "frac_survived", 100, flip=True),
-               capsize=3, ecolor="black", error_kw={"elinewidth": 0.8})
+        bars = ax.bar(x, y, color=[GROUPS.get(g, "#555555") for g in p.group],
+                      yerr=_err(p, "frac_survived", 100, flip=True), capsize=3, ecolor="black", error_kw={"elinewidth": 0.8})
+        for bar, method in zip(bars, p.method):  # one tool, two structures: hatch the structured one
+            if "2of4" in method:
+                bar.set_hatch("//")
+                bar.set_edgecolor("white")
         for xi, yi, dppl in zip(x, y, p.perplexity_change):
             ax.annotate(f"ppl {100 * dppl:+.0f} %", (xi, yi), xytext=(0, 8), textcoords="offset points",
                         ha="center", fontsize=7)
-        ax.set_xticks(x, [f"{m}\n(s = {s:.2f})" for m, s in zip(p.method.str.replace("llm-compressor ", ""),
-                                                                  p.at_sparsity)], fontsize=7, rotation=30, ha="right")
+        ax.set_xticks(x, [short_label(m).replace(" 0.50", "") for m in p.method], fontsize=8, rotation=30, ha="right")
         ax.set_ylabel("features not surviving (%, bars: 95 % intervals)")
         ax.set_ylim(0, min(100, max(10.0, float(y.max()) * 1.25)))
-        ax.set_title("Pruning methods at their sparsity")
+        ax.set_title(f"Pruning methods at {100 * shared:.0f} % sparsity")
     fig.tight_layout()
     return fig
