@@ -117,6 +117,7 @@ def arch_project(tmp_path_factory, tiny_models) -> TinyProject:
     return project
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`make test` runs two workers, --dist loadgroup): the tests of the
     session's shared workflow run (arch_project) on one worker, so it runs once; every other
