@@ -117,11 +117,33 @@ def arch_project(tmp_path_factory, tiny_models) -> TinyProject:
     return project
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into groups
+#: Test files that use the session's shared workflow run (arch_project): one worker runs them all,
+#: so that the run is made once.
+SHARED_PROJECT = ("test_workflow.py", "test_browser.py", "test_rerun_triggers.py")
+#: The longest groups first, so that no worker is left with a long one at the end.
+LONGEST_FIRST = SHARED_PROJECT + ("test_slurm.py", "test_formats.py", "test_reliability.py", "test_producers.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test` runs two workers, --dist loadgroup): the tests of the
-    session's shared workflow run (arch_project) on one worker, so it runs once; every other
-    test with the rest of its module (module-scoped projects and SLURM run once too)."""
-    for item in items:
-        group = "arch_project" if "arch_project" in getattr(item, "fixturenames", ()) else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a module's tests keep their order
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: no error where it is not installed
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist (`make test` runs two workers): whole test files go to a worker (their
+    module-scoped projects and SLURM are made once), the three files of the shared workflow run
+    together, in the order above. (xdist's own --dist loadgroup ignores xdist_group marks with
+    pytest 9.2 and xdist 3.8 here.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedProjectScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::", 1)[0]
+            return "shared-project" if path.endswith(SHARED_PROJECT) else path
+
+    config.option.loadscopereorder = False
+    return SharedProjectScheduling(config, log)
