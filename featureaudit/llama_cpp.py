@@ -97,7 +97,12 @@ def type_counts(types: dict[str, str]) -> dict[str, int]:
 # --------------------------------------------------------------------------- runtime activations
 def _bindings():
     """llama-cpp-python's low-level module, loading the cached build's libraries."""
-    os.environ["LLAMA_CPP_LIB_PATH"] = str(install_dir() / "lib")
+    lib = install_dir() / "lib"
+    os.environ["LLAMA_CPP_LIB_PATH"] = str(lib)
+    # the cached libraries were moved out of their build tree: load libllama's dependencies
+    # first, by path, so that the loader finds them by name (a moved RPATH would not)
+    for name in ("libggml-base.so", "libggml-cpu.so", "libggml.so"):
+        ctypes.CDLL(str(lib / name), mode=ctypes.RTLD_GLOBAL)
     try:
         import llama_cpp
     except ImportError:

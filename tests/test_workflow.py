@@ -249,7 +249,8 @@ def test_snakemake_report_embeds_summary_and_figures(arch_project, tmp_path):
     results = (arch_project.workdir / "results").resolve()
     expected = {results / model / "summary.csv" for model in MODELS} | {
         results / model / "figures" / f"{name}.{ext}" for model in MODELS for name in FIGURES for ext in ("png", "svg")} | {
-        results / model / "browser.html" for model in MODELS}
+        results / model / "browser.html" for model in MODELS} | {
+        results / model / "method_overlap.csv" for model in MODELS}
     assert {Path(p).resolve() for p in entries} == expected
     caption = (REPO / "workflow" / "report" / "summary.rst").read_text().split()[:4]
     for path, entry in entries.items():
