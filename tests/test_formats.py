@@ -277,6 +277,21 @@ def gguf_project(tmp_path_factory, llama_dir):
     return project
 
 
+def _planned_after(project, edit) -> dict:
+    """Jobs a dry run plans after `edit(config)`; the project's config is restored after."""
+    from test_workflow import job_counts
+
+    original = json.loads(json.dumps(project.config))
+    try:
+        project.config = json.loads(json.dumps(original))
+        edit(project.config)
+        project.write()
+        return job_counts(project.snakemake("-n").stdout)
+    finally:
+        project.config = original
+        project.write()
+
+
 @pytest.mark.slow
 def test_workflow_checkpoint_gives_the_builtin_formats_survival_table(gguf_project):
     import pandas as pd
@@ -297,16 +312,7 @@ def test_workflow_checkpoint_gives_the_builtin_formats_survival_table(gguf_proje
 
 @pytest.mark.slow
 def test_adding_a_format_plans_only_its_jobs(gguf_project):
-    from test_workflow import job_counts
-
-    original = json.loads(json.dumps(gguf_project.config))
-    try:
-        gguf_project.config["formats"] = gguf_project.config["formats"] + ["gguf-q4_0"]
-        gguf_project.write()
-        counts = job_counts(gguf_project.snakemake("-n").stdout)
-    finally:
-        gguf_project.config = original
-        gguf_project.write()
+    counts = _planned_after(gguf_project, lambda cfg: cfg["formats"].append("gguf-q4_0"))
     assert counts == {"variant": 1, "survival": 1, "predictability": 1, "method_overlap": 1, "summary": 1,
                       "figures": 1, "browser": 1, "all": 1}
 
@@ -404,16 +410,9 @@ def test_method_overlap_is_set_jaccard_and_scipy_spearman(gguf_project):
 @pytest.mark.slow
 def test_adding_a_recipe_plans_only_its_jobs(gguf_project):
     _need_producers()
-    from test_workflow import job_counts
+    def add(cfg):
+        cfg["models"]["tiny"]["checkpoints"].update(wanda={"llm_compressor": "wanda-50"}, q6k={"llama_cpp": "Q6_K"})
 
-    original = json.loads(json.dumps(gguf_project.config))
-    try:
-        gguf_project.config["models"]["tiny"]["checkpoints"]["wanda"] = {"llm_compressor": "wanda-50"}
-        gguf_project.config["models"]["tiny"]["checkpoints"]["q6k"] = {"llama_cpp": "Q6_K"}
-        gguf_project.write()
-        counts = job_counts(gguf_project.snakemake("-n").stdout)
-    finally:
-        gguf_project.config = original
-        gguf_project.write()
+    counts = _planned_after(gguf_project, add)
     assert counts == {"llm_compress": 1, "llama_quantize": 1, "variant": 2, "runtime": 1, "survival": 2,
                       "predictability": 2, "method_overlap": 1, "summary": 1, "figures": 1, "browser": 1, "all": 1}
