@@ -16,6 +16,10 @@ from typing import Any
 from .errors import AuditError
 from .integrity import verify_dir
 
+#: The weights file of a folder SAELens saved (sae_lens.constants.SAE_WEIGHTS_FILENAME; named
+#: here so that reading it needs no sae_lens import).
+SAE_WEIGHTS = "sae_weights.safetensors"
+
 
 def load_sae(path, device="cpu", output: bool = True):
     """The SAE in a folder saved by SAELens, in eval mode, gradients off. `output`: the folder

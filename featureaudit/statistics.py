@@ -12,7 +12,9 @@ import pandas as pd
 
 from .codes import Codes
 from .config import EvidenceConfig, UncertaintyConfig
+from .errors import AuditError
 from .evidence import CellLookup, TopContexts, audit_ids, context_windows, window_cells, write_contexts
+from .integrity import verify_dir
 from .io import write_table
 from .progress import log, progress_bar
 from .uncertainty import SequenceBlocks, audit_blocks, save_replicates
@@ -75,6 +77,25 @@ def weight_norms(sae) -> tuple[np.ndarray, np.ndarray]:
     return w_dec.norm(dim=1).numpy().astype(np.float64), w_enc.norm(dim=0).numpy().astype(np.float64)
 
 
+def saved_weight_norms(sae_dir) -> tuple[np.ndarray, np.ndarray]:
+    """`weight_norms` of the SAE in a folder SAELens saved, read from its weights file alone:
+    loading it through SAELens imports TransformerLens and transformers (10-15 s a job on 2
+    cores, for two vectors). The workflow's folder always comes from SAELens's own save (the
+    `sae` rule), whose file holds W_dec (d_sae, d_in) and W_enc (d_in, d_sae) as loaded."""
+    from safetensors.numpy import load_file
+
+    from .sae import SAE_WEIGHTS
+
+    folder = verify_dir(sae_dir)
+    weights = load_file(folder / SAE_WEIGHTS)
+    missing = {"W_dec", "W_enc"} - set(weights)
+    if missing:
+        raise AuditError(f"{folder / SAE_WEIGHTS} has no {', '.join(sorted(missing))}; save the SAE with SAELens")
+    w_dec = weights["W_dec"].astype(np.float32).astype(np.float64)
+    w_enc = weights["W_enc"].astype(np.float32).astype(np.float64)
+    return np.linalg.norm(w_dec, axis=1), np.linalg.norm(w_enc, axis=0)
+
+
 def feature_statistics(fp_codes, sae) -> pd.DataFrame:
     """The predictor table of a codes file, without blocks (tests, notebooks)."""
     codes = Codes(fp_codes)
@@ -101,8 +122,6 @@ def write_fp_statistics(fp_codes, sae_dir, tokens_path, out_path, blocks_path, c
     sums the bootstrap resamples; each feature's top contexts with their FP codes."""
     import pyarrow as pa
 
-    from .sae import load_sae  # torch: only this rule needs it, not predictability's imports
-
     codes = Codes(fp_codes)
     blocks = audit_blocks(tokens_path, codes.n_tokens, uncertainty.blocks)
     acc = BlockedStatistics(codes.d_sae, blocks)
@@ -111,7 +130,7 @@ def write_fp_statistics(fp_codes, sae_dir, tokens_path, out_path, blocks_path, c
         acc.add(t, f, v)
         top.add(t, f, v)
     table = statistics_from(acc.count.sum(0), acc.total.sum(0), acc.total_sq.sum(0), acc.peak.max(0),
-                            codes.n_tokens, *weight_norms(load_sae(sae_dir, "cpu")))
+                            codes.n_tokens, *saved_weight_norms(sae_dir))
     write_table(pa.Table.from_pandas(table, preserve_index=False), out_path)
     save_replicates(blocks_path, block_tokens=blocks.block_tokens(), **acc.arrays())
 

@@ -134,7 +134,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: no error where it is not installed
 def pytest_xdist_make_scheduler(config, log):
-    """Under pytest-xdist (`make test` runs two workers): whole test files go to a worker (their
+    """Under pytest-xdist (`make test` runs three workers): whole test files go to a worker (their
     module-scoped projects and SLURM are made once), the three files of the shared workflow run
     together, in the order above. (xdist's own --dist loadgroup ignores xdist_group marks with
     pytest 9.2 and xdist 3.8 here.)"""

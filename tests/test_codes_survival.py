@@ -617,3 +617,27 @@ def test_feature_statistics_match_numpy(synth):
     np.testing.assert_allclose(st.decoder_norm, np.linalg.norm(w_dec, axis=1), rtol=1e-6)
     np.testing.assert_allclose(st.encoder_norm, np.linalg.norm(w_enc, axis=0), rtol=1e-6)
     assert st.decoder_norm.std() > 0  # random rows: a per-column norm would not match by chance
+
+
+@pytest.mark.parametrize("kind", ["standard", "topk"])
+def test_saved_weight_norms_equal_saelens_loaded_sae(tmp_path, kind):
+    """The fp_statistics rule reads the norms from the saved weights file (no SAELens import);
+    they must be those of the SAE SAELens loads from that folder."""
+    from sae_lens import SAE
+    from sae_lens.constants import SAE_WEIGHTS_FILENAME
+
+    from featureaudit.integrity import seal_dir
+    from featureaudit.sae import SAE_WEIGHTS
+    from featureaudit.statistics import saved_weight_norms
+
+    assert SAE_WEIGHTS == SAE_WEIGHTS_FILENAME
+    make_sae(kind, d_in=D_IN, d_sae=D, seed=7).save_model(str(tmp_path / "sae"))
+    seal_dir(tmp_path / "sae")  # the workflow's folders carry a manifest, checked on reading
+    loaded = SAE.load_from_disk(str(tmp_path / "sae"), device="cpu")
+    dec, enc = saved_weight_norms(tmp_path / "sae")
+    w_dec = loaded.W_dec.detach().numpy().astype(np.float64)
+    w_enc = loaded.W_enc.detach().numpy().astype(np.float64)
+    # float32 weights, norms summed in float64: a few float64 ulps apart at most
+    np.testing.assert_allclose(dec, np.linalg.norm(w_dec, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(enc, np.linalg.norm(w_enc, axis=0), rtol=1e-12)
+    assert dec.shape == (D,) and enc.shape == (D,) and not np.allclose(dec, enc)

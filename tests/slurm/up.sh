@@ -88,8 +88,12 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
-# keep finished jobs visible to squeue --states=all (the Snakemake status command) for 10 min
-MinJobAge=600
+# keep finished jobs visible to squeue --states=all (the Snakemake status command and the
+# test's own COMPLETED check) for the test cluster's whole life (a day). 10 minutes was a race:
+# the stand-in's first job finishes early and is checked only when the real workflow's two runs
+# are done (12 min in one CI run). (0, "never purge" in slurm.conf(5), is refused by 22.05:
+# "MinJobAge must be at least 2", and then finished jobs vanish at once.)
+MinJobAge=86400
 # schedule quickly: these are short test jobs
 SchedulerParameters=sched_interval=2,bf_interval=2
 StateSaveLocation=/var/spool/slurmctld
