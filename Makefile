@@ -57,7 +57,7 @@ run: tools
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH snakemake --cores $(CORES) --profile profiles/default
 
 # Three pytest workers on two cores: the SLURM test mostly waits for its next status check, and a
-# third worker fills those waits (measured: 18 min 26 s and 99 % of both cores busy, against about
+# third worker fills those waits (measured: 18 min 02 s and 98 % of both cores busy, against about
 # 21 min with two). tests/conftest.py sends whole files to a worker, the shared project's together.
 test:
 	$(MAKE) -j5 setup llama-cpp-build llm-compressor-env chromium

@@ -72,28 +72,32 @@ def statistics_from(count, total, total_sq, peak, n_tokens, decoder_norm, encode
 
 
 def weight_norms(sae) -> tuple[np.ndarray, np.ndarray]:
-    w_dec = sae.W_dec.detach().float().cpu()  # (d_sae, d_in)
-    w_enc = sae.W_enc.detach().float().cpu()  # (d_in, d_sae)
-    return w_dec.norm(dim=1).numpy().astype(np.float64), w_enc.norm(dim=0).numpy().astype(np.float64)
+    """Each feature's decoder-row and encoder-column norm, of a loaded SAE."""
+    return _norms(sae.W_dec, sae.W_enc)
 
 
 def saved_weight_norms(sae_dir) -> tuple[np.ndarray, np.ndarray]:
     """`weight_norms` of the SAE in a folder SAELens saved, read from its weights file alone:
     loading it through SAELens imports TransformerLens and transformers (10-15 s a job on 2
     cores, for two vectors). The workflow's folder always comes from SAELens's own save (the
-    `sae` rule), whose file holds W_dec (d_sae, d_in) and W_enc (d_in, d_sae) as loaded."""
-    from safetensors.numpy import load_file
+    `sae` rule), whose file holds W_dec and W_enc as loaded (torch reads any dtype it saved)."""
+    from safetensors.torch import load_file
 
     from .sae import SAE_WEIGHTS
 
-    folder = verify_dir(sae_dir)
-    weights = load_file(folder / SAE_WEIGHTS)
+    path = verify_dir(sae_dir) / SAE_WEIGHTS
+    weights = load_file(path)
     missing = {"W_dec", "W_enc"} - set(weights)
     if missing:
-        raise AuditError(f"{folder / SAE_WEIGHTS} has no {', '.join(sorted(missing))}; save the SAE with SAELens")
-    w_dec = weights["W_dec"].astype(np.float32).astype(np.float64)
-    w_enc = weights["W_enc"].astype(np.float32).astype(np.float64)
-    return np.linalg.norm(w_dec, axis=1), np.linalg.norm(w_enc, axis=0)
+        raise AuditError(f"{path} has no {', '.join(sorted(missing))}; save the SAE with SAELens")
+    return _norms(weights["W_dec"], weights["W_enc"])
+
+
+def _norms(w_dec, w_enc) -> tuple[np.ndarray, np.ndarray]:
+    # W_dec (d_sae, d_in), W_enc (d_in, d_sae); summed in float64, whatever the stored dtype
+    w_dec = w_dec.detach().cpu().double()
+    w_enc = w_enc.detach().cpu().double()
+    return w_dec.norm(dim=1).numpy(), w_enc.norm(dim=0).numpy()
 
 
 def feature_statistics(fp_codes, sae) -> pd.DataFrame:
