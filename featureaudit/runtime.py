@@ -24,7 +24,8 @@ from .config import CaptureSettings, Thresholds
 from .io import write_json
 from .llama_cpp import capture_residual
 from .progress import log
-from .sae import load_sae, saved_sae_metadata, wants_centering
+from .sae import saved_sae_metadata, wants_centering
+from .sae_encoder import load_encoder
 from .shards import iter_activation_shards
 from .survival import PearsonAccumulator, fractions, survival_frame
 from .tokens import read_tokens
@@ -76,7 +77,7 @@ def audit_runtime(variant: str, gguf, tokens_path, sae_dir, act_dir, fp_codes, v
     if center:
         acts -= acts.mean(-1, keepdims=True)
     limit = n_seq * ids.shape[1]  # token index = sequence * context_length + position
-    groups, result = runtime_groups(acts, act_dir, load_sae(sae_dir), limit)
+    groups, result = runtime_groups(acts, act_dir, load_encoder(sae_dir), limit)
     result = {"variant": variant, "gguf": str(gguf), "sequences": n_seq, **result}
 
     runtime = prefix_survival(fp_codes, groups, limit, result["n_tokens"], thresholds)

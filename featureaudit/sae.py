@@ -1,7 +1,8 @@
 """The frozen SAE: the fixed measurement basis every variant is encoded with.
 
 Loading it (always from a folder SAELens saved: the `sae` rule puts one in results/<model>/sae,
-see sae_training.py), what it says about itself (SAELens metadata), and the checks that it fits
+see sae_training.py; the jobs that only encode read the common architectures without SAELens,
+sae_encoder.py), what it says about itself (SAELens metadata), and the checks that it fits
 the model. One place for each check: start-up (preflight, from a saved cfg.json) and the jobs
 (on the loaded SAE) use the same ones. Importing this module imports neither torch nor
 sae_lens (the Snakefile imports it on every start).

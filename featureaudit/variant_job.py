@@ -35,7 +35,8 @@ from .io import atomic_dir, atomic_path, read_json, write_json
 from .metrics import variant_metrics
 from .models import load_reference
 from .progress import log
-from .sae import check_bos, check_width, load_sae, saved_sae_metadata, wants_centering
+from .sae import check_bos, check_width, saved_sae_metadata, wants_centering
+from .sae_encoder import load_encoder
 from .tokens import read_tokens
 from .variants import WEIGHT_ONLY_KINDS, parse_variant
 
@@ -93,7 +94,7 @@ def audit_variant(variant: str, run: ModelRun, capture: CaptureSettings, evaluat
                                 batch_size=capture.batch_size, exclude_bos=capture.exclude_bos, center=center)
     log(f"captured {n} activations of {variant} at {capture.hook}")
 
-    nnz = encode_activations(load_sae(i.sae, resolve_device(run.device)), outputs.activations, outputs.codes)
+    nnz = encode_activations(load_encoder(i.sae, resolve_device(run.device)), outputs.activations, outputs.codes)
     log(f"encoded {nnz} nonzero codes")
 
     result = variant_metrics(variant, lm, head, evaluation, prepend_bos, i.fp_heldout, i.reference, i.checkpoint)
