@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 
 def pydoc_text() -> str:
@@ -22,11 +23,16 @@ STDLIB_SKIP = frozenset({"test", "tests", "idlelib", "lib2to3", "site-packages",
 MIN_DOCSTRING_CHARS = 200
 
 
-def stdlib_files() -> list[Path]:
+def stdlib_files_unsorted() -> Iterator[Path]:
+    """The standard library's source files that hold corpus text, in the file system's order."""
     import sysconfig
 
     root = Path(sysconfig.get_paths()["stdlib"])
-    return [f for f in sorted(root.rglob("*.py")) if not STDLIB_SKIP & set(f.relative_to(root).parts)]
+    return (f for f in root.rglob("*.py") if not STDLIB_SKIP & set(f.relative_to(root).parts))
+
+
+def stdlib_files() -> list[Path]:
+    return sorted(stdlib_files_unsorted())
 
 
 @lru_cache(maxsize=1)
