@@ -74,7 +74,8 @@ def main():
                 out.hidden_states[args.layer + 1].shape
         sync(device)
 
-    sae = random_sae(cfg.hidden_size, args.d_sae, args.k, hook, device)
+    sae_dir = tempfile.TemporaryDirectory()
+    sae = random_sae(cfg.hidden_size, args.d_sae, args.k, hook, device, sae_dir.name)
 
     def stage(tmp):
         write_activation_shards(model, ids, hook, f"{tmp}/acts", batch_size=args.batch, progress=False)
@@ -100,15 +101,19 @@ def main():
           f"ratio {t_plain / (t_stage + t_codes):.2f}  (target >= 0.5)")
 
 
-def random_sae(d_in: int, d_sae: int, k: int, hook: str, device):
+def random_sae(d_in: int, d_sae: int, k: int, hook: str, device, folder):
+    """A random TopK SAE saved by SAELens and loaded the way the variant job loads it."""
     from sae_lens import TopKSAE, TopKSAEConfig
     from sae_lens.saes.sae import SAEMetadata
+
+    from featureaudit.sae_encoder import load_encoder
 
     sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=k, metadata=SAEMetadata(hook_name=hook)))
     with torch.no_grad():
         sae.W_enc.normal_(0, d_in**-0.5)
         sae.W_dec.copy_(sae.W_enc.T)
-    return sae.to(device).eval()
+    sae.save_model(str(folder))
+    return load_encoder(folder, device, output=False)
 
 
 if __name__ == "__main__":
