@@ -619,8 +619,8 @@ def test_feature_statistics_match_numpy(synth):
     assert st.decoder_norm.std() > 0  # random rows: a per-column norm would not match by chance
 
 
-@pytest.mark.parametrize("kind", ["standard", "topk"])
-def test_saved_weight_norms_equal_saelens_loaded_sae(tmp_path, kind):
+@pytest.mark.parametrize("kind,dtype", [("standard", "float32"), ("topk", "float32"), ("topk", "bfloat16")])
+def test_saved_weight_norms_equal_saelens_loaded_sae(tmp_path, kind, dtype):
     """The fp_statistics rule reads the norms from the saved weights file (no SAELens import);
     they must be those of the SAE SAELens loads from that folder."""
     from sae_lens import SAE
@@ -631,13 +631,19 @@ def test_saved_weight_norms_equal_saelens_loaded_sae(tmp_path, kind):
     from featureaudit.statistics import saved_weight_norms
 
     assert SAE_WEIGHTS == SAE_WEIGHTS_FILENAME
-    make_sae(kind, d_in=D_IN, d_sae=D, seed=7).save_model(str(tmp_path / "sae"))
+    sae = make_sae(kind, d_in=D_IN, d_sae=D, seed=7)
+    if dtype == "bfloat16":  # saved as SAELens saves a bfloat16 SAE: numpy cannot read the file
+        sae.cfg.dtype = dtype
+        sae = sae.to(torch.bfloat16)
+    sae.save_model(str(tmp_path / "sae"))
     seal_dir(tmp_path / "sae")  # the workflow's folders carry a manifest, checked on reading
     loaded = SAE.load_from_disk(str(tmp_path / "sae"), device="cpu")
+    assert loaded.W_dec.dtype == getattr(torch, dtype)
     dec, enc = saved_weight_norms(tmp_path / "sae")
-    w_dec = loaded.W_dec.detach().numpy().astype(np.float64)
-    w_enc = loaded.W_enc.detach().numpy().astype(np.float64)
-    # float32 weights, norms summed in float64: a few float64 ulps apart at most
+    w_dec = loaded.W_dec.detach().double().numpy()
+    w_enc = loaded.W_enc.detach().double().numpy()
+    # the saved weights exactly (bfloat16 and float32 widen to float64 without rounding), norms
+    # summed in float64: a few float64 ulps apart at most
     np.testing.assert_allclose(dec, np.linalg.norm(w_dec, axis=1), rtol=1e-12)
     np.testing.assert_allclose(enc, np.linalg.norm(w_enc, axis=0), rtol=1e-12)
     assert dec.shape == (D,) and enc.shape == (D,) and not np.allclose(dec, enc)
