@@ -22,6 +22,14 @@ from .integrity import verify_dir
 SAE_WEIGHTS = "sae_weights.safetensors"
 
 
+def saved_weights(folder, device="cpu") -> dict:
+    """The tensors in the weights file of a folder SAELens saved, as saved (torch reads any dtype,
+    bfloat16 included), without importing SAELens."""
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(folder) / SAE_WEIGHTS), device=str(device))
+
+
 def load_sae(path, device="cpu", output: bool = True):
     """The SAE in a folder saved by SAELens, in eval mode, gradients off. `output`: the folder
     is the workflow's own (results/<model>/sae), checked against its manifest first."""

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .integrity import verify_dir
-from .sae import SAE_WEIGHTS, load_sae
+from .sae import SAE_WEIGHTS, load_sae, saved_weights
 
 ARCHITECTURES = ("standard", "topk", "jumprelu")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -107,8 +107,6 @@ class SaeEncoder(nn.Module):
 def load_encoder(path, device="cpu", output: bool = True):
     """The SAE in a folder SAELens saved, for encoding: a `SaeEncoder` where the architecture
     allows (module docstring), else the SAE SAELens loads (`sae.load_sae`: same checks)."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     if output:
         verify_dir(path)
@@ -118,7 +116,7 @@ def load_encoder(path, device="cpu", output: bool = True):
         cfg = None
     if cfg is None or not (path / SAE_WEIGHTS).is_file():
         return load_sae(path, device, output=False)
-    weights = load_file(str(path / SAE_WEIGHTS), device=str(device))
+    weights = saved_weights(path, device)
     if set(weights) != _keys(cfg.architecture):
         return load_sae(path, device, output=False)
     dtype = DTYPES[cfg.dtype]

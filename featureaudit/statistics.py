@@ -81,15 +81,13 @@ def saved_weight_norms(sae_dir) -> tuple[np.ndarray, np.ndarray]:
     loading it through SAELens imports TransformerLens and transformers (10-15 s a job on 2
     cores, for two vectors). The workflow's folder always comes from SAELens's own save (the
     `sae` rule), whose file holds W_dec and W_enc as loaded (torch reads any dtype it saved)."""
-    from safetensors.torch import load_file
+    from .sae import SAE_WEIGHTS, saved_weights
 
-    from .sae import SAE_WEIGHTS
-
-    path = verify_dir(sae_dir) / SAE_WEIGHTS
-    weights = load_file(path)
+    folder = verify_dir(sae_dir)
+    weights = saved_weights(folder)
     missing = {"W_dec", "W_enc"} - set(weights)
     if missing:
-        raise AuditError(f"{path} has no {', '.join(sorted(missing))}; save the SAE with SAELens")
+        raise AuditError(f"{folder / SAE_WEIGHTS} has no {', '.join(sorted(missing))}; save the SAE with SAELens")
     return _norms(weights["W_dec"], weights["W_enc"])
 
 
