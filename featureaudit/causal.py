@@ -258,11 +258,12 @@ def _pool(tokens_path, settings: CausalConfig) -> torch.Tensor:
 
 def _sae_at(sae_dir, device, capture_center) -> SaeAt:
     from .integrity import verify_dir
-    from .sae import load_sae, saved_sae_metadata, wants_centering
+    from .sae import saved_sae_metadata, wants_centering
+    from .sae_encoder import load_encoder
 
     meta = saved_sae_metadata(verify_dir(sae_dir), key="the SAE")
     center = capture_center if capture_center is not None else wants_centering(meta)
-    return SaeAt(load_sae(sae_dir, device), bool(center))
+    return SaeAt(load_encoder(sae_dir, device), bool(center))
 
 
 def write_fp_causal(run, hook: str, capture_center, prepend_bos: bool, settings: CausalConfig, inputs: dict,

@@ -1,19 +1,25 @@
-"""The frozen SAE's encoder alone, read from the folder SAELens saved, without importing SAELens.
+"""The frozen SAE's encoder (and its linear decoder), read from the folder SAELens saved,
+without importing SAELens.
 
 Why: `import sae_lens` imports TransformerLens and costs 5-6 s of every job that encodes (measured
 on the default's `variant` job, 2-core AVX2: more than the encode of 32 K tokens itself), and the
-workflow encodes in one job per variant. For the three architectures whose encode is one affine
-map and one activation, the encoder is read here from `cfg.json` and `sae_weights.safetensors`:
+workflow encodes in one job per variant (and decodes in one causal job per audited variant).
+For the three architectures whose encode is one affine map and one activation, the SAE is read
+here from `cfg.json` and `sae_weights.safetensors`:
 
     standard   relu((x - b_dec) @ W_enc + b_enc)
     topk       the k largest of (x - b_dec) @ W_enc + b_enc  (times |W_dec| rows when
                rescale_acts_by_decoder_norm), relu'd, the rest zero
     jumprelu   relu(pre) where pre > threshold, else zero
 
-(b_dec subtracted only when apply_b_dec_to_input.) Anything else (gated and other
+(b_dec subtracted only when apply_b_dec_to_input), and for all three
+
+    decode     codes @ W_dec + b_dec  (codes divided by the |W_dec| rows first when rescaled)
+
+Anything else (gated and other
 architectures, normalize_activations, hook_z reshaping, older files with other keys) loads
 through SAELens itself (`sae.load_sae`). tests/test_sae_encoder.py compares every supported
-case with SAELens's own encode.
+case with SAELens's own encode and decode.
 """
 
 from __future__ import annotations
@@ -75,7 +81,8 @@ def _keys(arch: str) -> set[str]:
 
 
 class SaeEncoder(nn.Module):
-    """`encode(x)` of a saved SAE; `cfg.d_in`, `cfg.d_sae` like a SAELens SAE's."""
+    """`encode(x)` and `decode(codes)` of a saved SAE; `W_dec`, `cfg.d_in`, `cfg.d_sae` like a
+    SAELens SAE's."""
 
     def __init__(self, cfg: EncoderConfig, weights: dict[str, torch.Tensor]):
         super().__init__()
@@ -103,9 +110,15 @@ class SaeEncoder(nn.Module):
         values, index = torch.topk(pre, k=self.cfg.k, dim=-1, sorted=False)
         return torch.zeros_like(pre).scatter_(-1, index, values.relu())
 
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        if self.cfg.rescale_acts_by_decoder_norm:
+            codes = codes * (1 / self.dec_norm)
+        return codes @ self.W_dec + self.b_dec
+
 
 def load_encoder(path, device="cpu", output: bool = True):
-    """The SAE in a folder SAELens saved, for encoding: a `SaeEncoder` where the architecture
+    """The SAE in a folder SAELens saved, for encoding and decoding: a `SaeEncoder` where the architecture
     allows (module docstring), else the SAE SAELens loads (`sae.load_sae`: same checks)."""
     path = Path(path)
     if output:

@@ -1,5 +1,6 @@
-"""featureaudit.sae_encoder (the encoder read without importing SAELens) against SAELens's own
-encode of the same saved folder, for every case it claims; SAELens loads everything else."""
+"""featureaudit.sae_encoder (the SAE read without importing SAELens) against SAELens's own
+encode and decode of the same saved folder, for every case it claims; SAELens loads everything
+else."""
 
 from __future__ import annotations
 
@@ -61,6 +62,30 @@ def test_encoder_encodes_like_saelens(tmp_path, arch, apply_b_dec, rescale):
     # largest code (a matmul of D_IN terms, blocked maybe differently)
     atol = 4 * D_IN**0.5 * torch.finfo(torch.float32).eps * float(want.abs().max())
     torch.testing.assert_close(got, want, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("arch,apply_b_dec,rescale", CASES)
+def test_encoder_decodes_like_saelens(tmp_path, arch, apply_b_dec, rescale):
+    """The causal audit splices decode(encode(h)) into the model: SAELens's decode of the same
+    codes (rescaled TopK divides by the decoder-row norms first)."""
+    from sae_lens import SAE
+
+    saelens_sae(arch, apply_b_dec, rescale).save_model(str(tmp_path))
+    reference = SAE.load_from_disk(str(tmp_path)).eval()
+    encoder = load_encoder(tmp_path, output=False)
+    assert isinstance(encoder, SaeEncoder)
+    torch.testing.assert_close(encoder.W_dec, reference.W_dec, rtol=0, atol=0)
+    x = torch.randn(500, D_IN, generator=torch.Generator().manual_seed(5)) * 2
+    with torch.no_grad():
+        codes = reference.encode(x)
+        want, got = reference.decode(codes), encoder.decode(codes)
+    # a matmul over the active codes (at most D_SAE terms) plus a bias: float32 rounding of
+    # sums of that many terms, relative to the largest term's size
+    scale = float(codes.abs().max()) * float(reference.W_dec.abs().max()) * D_SAE + float(reference.b_dec.abs().max())
+    atol = 4 * torch.finfo(torch.float32).eps * scale
+    torch.testing.assert_close(got, want, rtol=0, atol=atol)
+    # and it is not just b_dec: the codes move the output by far more than that tolerance
+    assert float((want - reference.b_dec).abs().max()) > 100 * atol
 
 
 def test_encoder_keeps_the_saved_dtype(tmp_path):
