@@ -16,9 +16,8 @@ here from `cfg.json` and `sae_weights.safetensors`:
 
     decode     codes @ W_dec + b_dec  (codes divided by the |W_dec| rows first when rescaled)
 
-Anything else (gated and other
-architectures, normalize_activations, hook_z reshaping, older files with other keys) loads
-through SAELens itself (`sae.load_sae`). tests/test_sae_encoder.py compares every supported
+Anything else (gated and other architectures, normalize_activations, hook_z reshaping, older
+files with other keys) loads through SAELens itself (`sae.load_sae`). tests/test_sae_encoder.py compares every supported
 case with SAELens's own encode and decode.
 """
 
@@ -118,8 +117,9 @@ class SaeEncoder(nn.Module):
 
 
 def load_encoder(path, device="cpu", output: bool = True):
-    """The SAE in a folder SAELens saved, for encoding and decoding: a `SaeEncoder` where the architecture
-    allows (module docstring), else the SAE SAELens loads (`sae.load_sae`: same checks)."""
+    """The SAE in a folder SAELens saved, for encoding and decoding: a `SaeEncoder` where the
+    architecture allows (module docstring), else the SAE SAELens loads (`sae.load_sae`: same
+    checks)."""
     path = Path(path)
     if output:
         verify_dir(path)

@@ -40,17 +40,21 @@ def saelens_sae(arch: str, apply_b_dec: bool = True, rescale: bool = False, dtyp
     return sae
 
 
+def saved_pair(tmp_path, sae):
+    """SAELens's own load of `sae` saved to tmp_path, and this module's load of the same folder."""
+    from sae_lens import SAE
+
+    sae.save_model(str(tmp_path))
+    return SAE.load_from_disk(str(tmp_path)).eval(), load_encoder(tmp_path, output=False)
+
+
 CASES = [("standard", True, False), ("standard", False, False), ("topk", True, False), ("topk", True, True),
          ("topk", False, True), ("jumprelu", True, False), ("jumprelu", False, False)]
 
 
 @pytest.mark.parametrize("arch,apply_b_dec,rescale", CASES)
 def test_encoder_encodes_like_saelens(tmp_path, arch, apply_b_dec, rescale):
-    from sae_lens import SAE
-
-    saelens_sae(arch, apply_b_dec, rescale).save_model(str(tmp_path))
-    reference = SAE.load_from_disk(str(tmp_path)).eval()
-    encoder = load_encoder(tmp_path, output=False)
+    reference, encoder = saved_pair(tmp_path, saelens_sae(arch, apply_b_dec, rescale))
     assert isinstance(encoder, SaeEncoder)
     assert (encoder.cfg.d_in, encoder.cfg.d_sae) == (D_IN, D_SAE)
     x = torch.randn(500, D_IN, generator=torch.Generator().manual_seed(1)) * 2
@@ -68,11 +72,7 @@ def test_encoder_encodes_like_saelens(tmp_path, arch, apply_b_dec, rescale):
 def test_encoder_decodes_like_saelens(tmp_path, arch, apply_b_dec, rescale):
     """The causal audit splices decode(encode(h)) into the model: SAELens's decode of the same
     codes (rescaled TopK divides by the decoder-row norms first)."""
-    from sae_lens import SAE
-
-    saelens_sae(arch, apply_b_dec, rescale).save_model(str(tmp_path))
-    reference = SAE.load_from_disk(str(tmp_path)).eval()
-    encoder = load_encoder(tmp_path, output=False)
+    reference, encoder = saved_pair(tmp_path, saelens_sae(arch, apply_b_dec, rescale))
     assert isinstance(encoder, SaeEncoder)
     torch.testing.assert_close(encoder.W_dec, reference.W_dec, rtol=0, atol=0)
     x = torch.randn(500, D_IN, generator=torch.Generator().manual_seed(5)) * 2
@@ -89,11 +89,7 @@ def test_encoder_decodes_like_saelens(tmp_path, arch, apply_b_dec, rescale):
 
 
 def test_encoder_keeps_the_saved_dtype(tmp_path):
-    from sae_lens import SAE
-
-    saelens_sae("topk", rescale=True, dtype="bfloat16").save_model(str(tmp_path))
-    reference = SAE.load_from_disk(str(tmp_path)).eval()
-    encoder = load_encoder(tmp_path, output=False)
+    reference, encoder = saved_pair(tmp_path, saelens_sae("topk", rescale=True, dtype="bfloat16"))
     assert isinstance(encoder, SaeEncoder) and encoder.W_enc.dtype == torch.bfloat16
     x = torch.randn(200, D_IN, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
