@@ -107,6 +107,27 @@ def compare_with_fp_hidden(fp_head: OutputHead, fp_hidden: torch.Tensor, variant
 
 
 @torch.no_grad()
+def logsumexp_argmax(z: torch.Tensor, rows: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.logsumexp(z, -1) and z.argmax(-1), from one pass for the maximum and its index and
+    one for the sum of exponentials, `rows` vocabulary rows at a time in one reused buffer.
+
+    The same operations in the same order as torch's logsumexp (subtract the row maximum, or 0
+    where it is infinite; exp; sum; log; add it back), so the same floats; but the vocabulary-wide
+    pass over a variant's logits is the larger part of the metrics' cost beyond the forward, and
+    torch's version makes four passes over a (batch, T, vocab) temporary, argmax a fifth."""
+    flat = z.reshape(-1, z.shape[-1])
+    peak, top = flat.max(-1)  # indices: the first maximum, as argmax's
+    peak.masked_fill_(peak.abs() == float("inf"), 0)
+    total = torch.empty_like(peak)
+    buf = torch.empty(min(rows, len(flat)), flat.shape[1], dtype=flat.dtype, device=flat.device)
+    for i in range(0, len(flat), rows):
+        chunk = buf[: len(flat[i : i + rows])]
+        torch.sub(flat[i : i + rows], peak[i : i + rows, None], out=chunk)
+        total[i : i + rows] = chunk.exp_().sum(-1)
+    return (total.log_() + peak).view(z.shape[:-1]), top.view(z.shape[:-1])
+
+
+@torch.no_grad()
 def compare_with_fp_summary(fp: dict, variant_model, input_ids: torch.Tensor, batch_size: int = 8,
                             progress: bool = False) -> dict:
     """`compare_with_fp_hidden`'s numbers from the FP summary (heldout.fp_summary), for a
@@ -125,12 +146,13 @@ def compare_with_fp_summary(fp: dict, variant_model, input_ids: torch.Tensor, ba
             continue
         h = final_hidden(variant_model, ids)[:, :-1]
         z = head.logits(h)
-        lse = torch.logsumexp(z, -1).double().cpu()
         target_z = z.gather(-1, ids[:, 1:, None].to(z.device))[..., 0].double().cpu()
+        lse, top = logsumexp_argmax(z)
+        lse = lse.double().cpu()
         cross = (h.double().cpu() * fp["expected_embedding"][s : s + batch_size].double()).sum(-1) - lse
         per["nll"].append((lse - target_z).sum(1))
         per["kl"].append((fp["neg_entropy"][s : s + batch_size].double() - cross).sum(1))
-        per["agree"].append((z.argmax(-1).cpu() == fp["argmax"][s : s + batch_size]).sum(1).float())
+        per["agree"].append((top.cpu() == fp["argmax"][s : s + batch_size]).sum(1).float())
     return _result(per, input_ids)
 
 

@@ -94,20 +94,46 @@ class SaeEncoder(nn.Module):
         if cfg.rescale_acts_by_decoder_norm:
             self.register_buffer("dec_norm", self.W_dec.norm(dim=-1))
 
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def _pre(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.W_enc.dtype)
         if self.cfg.apply_b_dec_to_input:
             x = x - self.b_dec
-        pre = x @ self.W_enc + self.b_enc
+        pre = x @ self.W_enc
+        pre += self.b_enc  # in place: the same sum as `+`, without a second (n, d_sae) tensor
+        if self.cfg.rescale_acts_by_decoder_norm:
+            pre *= self.dec_norm
+        return pre
+
+    def _topk(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, index = torch.topk(pre, k=self.cfg.k, dim=-1, sorted=False)
+        return values.relu(), index
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self._pre(x)
         if self.cfg.architecture == "standard":
             return pre.relu()
         if self.cfg.architecture == "jumprelu":
             return pre.relu() * (pre > self.threshold).to(pre.dtype)
-        if self.cfg.rescale_acts_by_decoder_norm:
-            pre = pre * self.dec_norm
-        values, index = torch.topk(pre, k=self.cfg.k, dim=-1, sorted=False)
-        return torch.zeros_like(pre).scatter_(-1, index, values.relu())
+        values, index = self._topk(pre)
+        return torch.zeros_like(pre).scatter_(-1, index, values)
+
+    @torch.no_grad()
+    def encode_sparse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`encode(x)`'s nonzeros as (row, feature, value), sorted by row then feature (what
+        `torch.nonzero` of the dense codes gives). TopK builds them from its k picks per row
+        directly, never the dense (n, d_sae) codes: scattering and scanning those for nonzeros
+        took a third of the encode."""
+        if self.cfg.architecture != "topk":
+            z = self.encode(x)
+            rows, feats = torch.nonzero(z, as_tuple=True)
+            return rows, feats, z[rows, feats]
+        values, index = self._topk(self._pre(x))
+        index, order = index.sort(-1)
+        values = values.gather(-1, order)
+        keep = values != 0  # as nonzero: drops zeros (relu'd), keeps NaN
+        rows = torch.arange(len(index), device=index.device)[:, None].expand_as(index)
+        return rows[keep], index[keep], values[keep]
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

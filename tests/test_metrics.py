@@ -313,3 +313,29 @@ def test_fp_summary_gives_the_metrics_of_the_full_fp_distribution(arch, tmp_path
         zmax = head.logits(hidden).abs().max().item()
         assert got["kl_to_fp"] == pytest.approx(want["kl_to_fp"], abs=64 * torch.finfo(torch.float32).eps * zmax)
     assert got["kl_to_fp"] == 0.0 and got["top1_agreement"] == 1.0
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 64])
+def test_logsumexp_argmax_is_torchs(rows):
+    """The chunked pass gives torch.logsumexp and torch.argmax: ties (first index), infinite and
+    NaN logits, a row count that is not a multiple of the chunk. Tolerance: the sum of V
+    exponentials in another grouping, V float32 roundings at most, plus the final addition's."""
+    from featureaudit.metrics import logsumexp_argmax
+
+    g = torch.Generator().manual_seed(3)
+    z = 4 * torch.randn(3, 7, 1000, generator=g)
+    z[0, 0, 7] = float("inf")
+    z[0, 1, 3] = float("nan")
+    z[0, 2] = float("-inf")
+    z[0, 3] = 2.0  # all tied: index 0
+    z[1, 0, [5, 9]] = float("inf")
+    z[2] = torch.randint(0, 3, (7, 1000), generator=g).float()  # ties at the maximum
+    got, top = logsumexp_argmax(z, rows=rows)
+    want = torch.logsumexp(z, -1)
+    assert torch.equal(top, z.argmax(-1))
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
+    finite = want.isfinite()
+    assert torch.equal(got[~finite & ~want.isnan()], want[~finite & ~want.isnan()])
+    eps = torch.finfo(torch.float32).eps
+    tol = z.shape[-1] * eps + 2 * eps * want[finite].abs()
+    assert ((got[finite] - want[finite]).abs() <= tol).all()

@@ -69,6 +69,29 @@ def test_encoder_encodes_like_saelens(tmp_path, arch, apply_b_dec, rescale):
 
 
 @pytest.mark.parametrize("arch,apply_b_dec,rescale", CASES)
+def test_sparse_codes_are_the_nonzeros_of_saelens_encode(tmp_path, arch, apply_b_dec, rescale):
+    """codes.sparse_encode (TopK: from the k picks per row, never the dense codes) against
+    torch.nonzero of SAELens's dense encode: the same (token, feature) rows in the same order,
+    sorted by token then feature, and the same values to the encode's rounding."""
+    import numpy as np
+
+    from featureaudit.codes import sparse_encode
+
+    reference, encoder = saved_pair(tmp_path, saelens_sae(arch, apply_b_dec, rescale))
+    x = torch.randn(500, D_IN, generator=torch.Generator().manual_seed(2)) * 2
+    tokens = np.arange(1000, 1500)
+    with torch.no_grad():
+        dense = reference.encode(x)
+    rows, feats = torch.nonzero(dense, as_tuple=True)
+    for sae in (encoder, reference):  # batches of 128: the rows of each batch map to its tokens
+        t, f, v = sparse_encode(sae, x.numpy(), tokens, batch=128)
+        np.testing.assert_array_equal(t, tokens[rows.numpy()])
+        np.testing.assert_array_equal(f, feats.numpy())
+        atol = 4 * D_IN**0.5 * torch.finfo(torch.float32).eps * float(dense.abs().max())
+        np.testing.assert_allclose(v, dense[rows, feats].numpy(), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("arch,apply_b_dec,rescale", CASES)
 def test_encoder_decodes_like_saelens(tmp_path, arch, apply_b_dec, rescale):
     """The causal audit splices decode(encode(h)) into the model: SAELens's decode of the same
     codes (rescaled TopK divides by the decoder-row norms first)."""
