@@ -29,7 +29,8 @@ SCHEMA = pa.schema([("token", pa.int64()), ("feature", pa.int32()), ("value", pa
 def encode_batch(d_sae: int, device) -> int:
     """Rows per encode. On a CPU, as many as keep the (rows, d_sae) pre-activations within a few
     MiB, so the bias, rescale and TopK passes over them run from cache: 0.3 s of 1.8 s on the
-    default's 32 K tokens (d_sae 4 608: 455 rows), with bit-identical codes (measured). A GPU wants large batches."""
+    default's 32 K tokens (d_sae 4 608: 455 rows), the codes bit-identical (measured). A GPU
+    wants large batches."""
     if getattr(device, "type", str(device)) != "cpu":
         return 4096
     return max(64, (8 << 20) // (4 * d_sae))

@@ -121,7 +121,7 @@ def logsumexp_argmax(z: torch.Tensor, rows: int = 8) -> tuple[torch.Tensor, torc
     total = torch.empty_like(peak)
     buf = torch.empty(min(rows, len(flat)), flat.shape[1], dtype=flat.dtype, device=flat.device)
     for i in range(0, len(flat), rows):
-        chunk = buf[: len(flat[i : i + rows])]
+        chunk = buf[: min(rows, len(flat) - i)]
         torch.sub(flat[i : i + rows], peak[i : i + rows, None], out=chunk)
         total[i : i + rows] = chunk.exp_().sum(-1)
     return (total.log_() + peak).view(z.shape[:-1]), top.view(z.shape[:-1])
