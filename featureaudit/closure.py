@@ -1,10 +1,16 @@
 """Rerun triggers from the real import graph: which package modules a workflow script runs.
 
 Snakemake reruns a `script:` rule when its script changes, not when a module the script
-imports changes. Each rule therefore carries a `code` param: a hash of the source of every
+imports changes. Each rule therefore carries a `code` param: a hash of the code of every
 `featureaudit` module in its script's *import closure*, read from the source with `ast` (no
 import, no torch). Editing a module reruns exactly the rules whose closure contains it, and
 Snakemake reruns their descendants because their inputs change.
+
+What counts as an edit: the module's syntax tree, not its bytes. Comments, blank lines, line
+breaks and docstrings are not code, so editing them reruns nothing; a docstring the module
+reads at run time (it names `__doc__`, e.g. as a command's help) does count. The tree is
+written out field by field, leaving out empty fields, so the hash does not depend on the
+Python version's `ast.dump` format; a new kind of syntax node would still rerun once.
 
 What counts as an import: every `import` / `from ... import` statement anywhere in a module
 (function bodies included: a lazy import is still code the rule runs), resolved relative to
@@ -27,7 +33,7 @@ from pathlib import Path
 @lru_cache(maxsize=None)
 def _imports(path: Path, package: str, package_dir: Path) -> tuple[str, ...]:
     """Dotted names of the package modules and packages that `path` imports, directly."""
-    tree = ast.parse(path.read_bytes(), filename=str(path))
+    tree = _parse(path)
     here = _module_name(path, package, package_dir)  # None for a file outside the package
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -99,12 +105,49 @@ def module_closure(script: str | Path, package_dir: str | Path, package: str = "
 
 
 def closure_hash(script: str | Path, package_dir: str | Path, package: str = "featureaudit") -> str:
-    """A short hash of the source bytes of every module in the script's closure."""
+    """A short hash of the code (`code_text`) of every module in the script's closure."""
     package_dir = Path(package_dir)
     h = hashlib.sha256()
     for name in module_closure(script, package_dir, package):
-        h.update(name.encode() + b"\0" + _module_file(name, package, package_dir).read_bytes() + b"\0")
+        h.update(name.encode() + b"\0" + code_text(_module_file(name, package, package_dir)).encode() + b"\0")
     return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=None)
+def code_text(path: Path) -> str:
+    """The module's syntax tree as text, without docstrings unless the module reads `__doc__`."""
+    tree = _parse(path)
+    reads_doc = b"__doc__" in path.read_bytes() and any(  # the byte test spares most modules the walk
+        isinstance(n, ast.Name) and n.id == "__doc__" or isinstance(n, ast.Attribute) and n.attr == "__doc__"
+        for n in ast.walk(tree))
+    return _text(tree, drop_docstrings=not reads_doc)
+
+
+def _text(node, drop_docstrings: bool) -> str:
+    if isinstance(node, list):
+        return "[" + ", ".join(_text(n, drop_docstrings) for n in node) + "]"
+    if not isinstance(node, ast.AST):
+        return repr(node)
+    fields = []
+    for key, value in ast.iter_fields(node):
+        if value is None or value == []:
+            continue
+        if key == "body" and drop_docstrings and isinstance(node, _HAS_DOCSTRING) and _is_docstring(value[0]):
+            value = value[1:]
+        fields.append(f"{key}={_text(value, drop_docstrings)}")
+    return f"{type(node).__name__}({', '.join(fields)})"
+
+
+_HAS_DOCSTRING = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+
+
+@lru_cache(maxsize=None)
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_bytes(), filename=str(path))
 
 
 def main(argv=None) -> None:

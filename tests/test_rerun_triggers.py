@@ -9,11 +9,14 @@ what "those rules and everything downstream" means from Snakemake itself
 
 from __future__ import annotations
 
+import ast
+import io
 import modulefinder
 import re
 import shutil
 import subprocess
 import sys
+import tokenize
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from featureaudit.closure import module_closure
+from featureaudit.closure import code_text, module_closure
 from test_workflow import job_counts
 
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -86,13 +89,39 @@ def test_closures_are_cut_small():
                                    "featureaudit.method_groups"}
 
 
+def _bytecode(code) -> tuple:
+    """What a code object runs, without its line numbers and file name."""
+    return (code.co_code, code.co_names, code.co_varnames,
+            tuple(_bytecode(c) if hasattr(c, "co_code") else c for c in code.co_consts))
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in PACKAGE.glob("*.py")))
+def test_code_text_counts_what_runs(module, tmp_path):
+    """Against the compiler (docstrings stripped, as `python -OO` does): an edit of comments,
+    docstrings and line breaks leaves the bytecode and the code hash as they were; a new
+    statement changes both. A module that reads its `__doc__` counts its docstrings."""
+    source = (PACKAGE / f"{module}.py").read_text()
+    reads_doc = "__doc__" in {getattr(n, "id", getattr(n, "attr", None)) for n in ast.walk(ast.parse(source))}
+    files = {}
+    for name, text in {"as is": source, "edited": edit_without_behaviour(source),
+                       "statement": EDITS["statement"](source)}.items():
+        files[name] = tmp_path / f"{name.replace(' ', '_')}.py"
+        files[name].write_text(text)
+    runs = {name: _bytecode(compile(f.read_text(), module, "exec", optimize=2)) for name, f in files.items()}
+    texts = {name: code_text(f) for name, f in files.items()}
+    assert runs["edited"] == runs["as is"] != runs["statement"]
+    assert texts["statement"] != texts["as is"]
+    assert (texts["edited"] != texts["as is"]) == reads_doc
+
+
 @pytest.mark.slow
 def test_a_module_edit_plans_exactly_the_rules_that_run_it(arch_project, tmp_path):
     """For one package module of each distinct set of rules that import it (every module's set
-    is the modulefinder closure, checked for all of them above): append a comment in a scratch
+    is the modulefinder closure, checked for all of them above): append a statement in a scratch
     copy of the workflow and dry-run the completed tiny audit with it. Planned = the rules whose
     script imports the module and their descendants (Snakemake's own --forcerun); an edit of a
-    test or the README plans nothing."""
+    test or the README plans nothing, and neither do comments, docstrings and line breaks, except
+    a docstring the module reads (`gate.py`'s is its command's help)."""
     scripts = rule_scripts()
     imports = {rule: modulefinder_closure(s) for rule, s in scripts.items()}
 
@@ -121,31 +150,74 @@ def test_a_module_edit_plans_exactly_the_rules_that_run_it(arch_project, tmp_pat
             return ()
         return tuple(sorted(dry_run(pristine, "--forcerun", *sorted(rules)).items()))
 
-    def check(target: str) -> tuple[str, dict, dict]:
-        root = copy_of_workflow(target.replace("/", "_"))
+    def check(case: tuple[str, str]) -> tuple[str, dict, dict]:
+        target, edit = case
+        root = copy_of_workflow(f"{target}_{edit}".replace("/", "_"))
         path = root / target
-        path.write_text(path.read_text() + "\n# an edit that changes no behaviour\n")
+        path.write_text(EDITS[edit](path.read_text()))
         got = dry_run(root)
-        if target.startswith("featureaudit/"):
+        if target.startswith("featureaudit/") and edit in ("statement", "read docstring"):
             module = "featureaudit" if path.stem == "__init__" else f"featureaudit.{path.stem}"
             rules = frozenset(rule for rule, mods in imports.items() if module in mods)
         else:
             rules = frozenset()
-        return target, got, dict(expected(rules))
+        return f"{target} ({edit})", got, dict(expected(rules))
 
     by_rules: dict[frozenset, list[str]] = {}
     for m in package_modules():
         by_rules.setdefault(frozenset(r for r, mods in imports.items() if m in mods), []).append(m)
     named = {"featureaudit.plots", "featureaudit.survival", "featureaudit.device"}  # checked by name below
     modules = sorted({ms[0] for ms in by_rules.values()} | named)
-    targets = [f"featureaudit/{'__init__' if m == 'featureaudit' else m.split('.', 1)[1]}.py"
-               for m in modules] + ["tests/test_gate.py", "README.md"]
+    cases = [(f"featureaudit/{'__init__' if m == 'featureaudit' else m.split('.', 1)[1]}.py", "statement")
+             for m in modules]
+    cases += [("tests/test_gate.py", "statement"), ("README.md", "statement"),
+              ("featureaudit/metrics.py", "comment, docstring, line break"), ("featureaudit/gate.py", "read docstring")]
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(check, targets))
+        results = list(pool.map(check, cases))
     wrong = {t: (got, want) for t, got, want in results if got != want}
     assert not wrong, "\n".join(f"{t}: planned {got}, expected {want}" for t, (got, want) in wrong.items())
     # the promise in words, on this DAG
     plans = {t: got for t, got, _ in results}
-    assert set(plans["featureaudit/plots.py"]) == {"figures", "all"}
-    assert not {"variant", "fp_heldout", "pruning_curve", "match_pruning"} & set(plans["featureaudit/survival.py"])
-    assert plans["featureaudit/device.py"].get("variant")
+    assert set(plans["featureaudit/plots.py (statement)"]) == {"figures", "all"}
+    assert not {"variant", "fp_heldout", "pruning_curve", "match_pruning"} & set(
+        plans["featureaudit/survival.py (statement)"])
+    assert plans["featureaudit/device.py (statement)"].get("variant")
+    assert plans["featureaudit/gate.py (read docstring)"].get("fp_causal")
+
+
+def _docstrings(source: str) -> list[ast.Constant]:
+    return [node.body[0].value for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and ast.get_docstring(node, clean=False) is not None]
+
+
+def _replace(source: str, node: ast.AST, text: str) -> str:
+    """`source` with `node`'s span replaced (ast's offsets are UTF-8 bytes)."""
+    lines = source.encode().splitlines(keepends=True)
+    start = sum(map(len, lines[: node.lineno - 1])) + node.col_offset
+    end = sum(map(len, lines[: node.end_lineno - 1])) + node.end_col_offset
+    raw = source.encode()
+    return (raw[:start] + text.encode() + raw[end:]).decode()
+
+
+def edit_without_behaviour(source: str) -> str:
+    """Every docstring rewritten over two lines, a comment after every logical line that has
+    none, a comment and blank lines on top (every line number moves): the module runs the same."""
+    for doc in sorted(_docstrings(source), key=lambda d: (d.lineno, d.col_offset), reverse=True):
+        source = _replace(source, doc, '"""An edited docstring,\n    over two lines."""')
+    ends = {tok.start[0] for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+            if tok.type == tokenize.NEWLINE}
+    lines = [line.rstrip("\n") + ("  # edited" if i in ends and "#" not in line else "") + "\n"
+             for i, line in enumerate(source.splitlines(keepends=True), 1)]
+    return "# an edited module\n\n\n" + "".join(lines)
+
+
+def edit_module_docstring(source: str) -> str:
+    return _replace(source, _docstrings(source)[0], '"""An edited first line.\n\nAnd more."""')
+
+
+EDITS = {
+    "statement": lambda source: source + "\n_RERUN_PROBE = 1  # an edit that changes behaviour\n",
+    "comment, docstring, line break": edit_without_behaviour,
+    "read docstring": edit_module_docstring,
+}
