@@ -17,8 +17,8 @@ here from `cfg.json` and `sae_weights.safetensors`:
     decode     codes @ W_dec + b_dec  (codes divided by the |W_dec| rows first when rescaled)
 
 Anything else (gated and other architectures, normalize_activations, hook_z reshaping, older
-files with other keys) loads through SAELens itself (`sae.load_sae`). tests/test_sae_encoder.py compares every supported
-case with SAELens's own encode and decode.
+files with other keys) loads through SAELens itself (`sae.load_sae`).
+tests/test_sae_encoder.py compares every supported case with SAELens's own encode and decode.
 """
 
 from __future__ import annotations
