@@ -4,8 +4,8 @@ The activation stage (forward hooks, early exit after the hooked layer, copy to 
 shards written) and the codes stage (shards read back, encoded by an SAE on the same device,
 sparse parquet written) are compared with `model(ids, output_hidden_states=True)` on a copy of
 the model truncated to the same layer count, on the same tokens and device. The SAE is a
-random TopK SAE of Gemma Scope's 16k width. Random weights: this measures speed only, never
-survival.
+random TopK SAE of Gemma Scope's 16k width (benchmarks/random_sae.py). Random weights: this
+measures speed only, never survival.
 
     python benchmarks/capture_throughput.py --arch gemma2-2b --layer 12 --tokens 1048576   # GPU
     python benchmarks/capture_throughput.py --arch small --layer 2 --tokens 16384          # CPU smoke
@@ -17,6 +17,7 @@ import argparse
 import copy
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM
@@ -25,6 +26,8 @@ from featureaudit.architecture import decoder_layers
 from featureaudit.capture import write_activation_shards
 from featureaudit.codes import encode_activations
 from featureaudit.device import resolve_device, resolve_dtype
+from featureaudit.sae_encoder import load_encoder
+from random_sae import write_random_sae
 
 ARCHS = {
     # Gemma-2-2B's architecture (random weights).
@@ -75,7 +78,8 @@ def main():
         sync(device)
 
     sae_dir = tempfile.TemporaryDirectory()
-    sae = random_sae(cfg.hidden_size, args.d_sae, args.k, hook, device, sae_dir.name)
+    sae = load_encoder(write_random_sae(cfg.hidden_size, args.d_sae, args.k, hook, args.context,
+                                        Path(sae_dir.name) / "sae"), device, output=False)
 
     def stage(tmp):
         write_activation_shards(model, ids, hook, f"{tmp}/acts", batch_size=args.batch, progress=False)
@@ -99,21 +103,6 @@ def main():
     print(f"codes stage (read+encode+pq) : {tokens / t_codes:12.0f} tokens/s")
     print(f"activation + codes           : {tokens / (t_stage + t_codes):12.0f} tokens/s   "
           f"ratio {t_plain / (t_stage + t_codes):.2f}  (target >= 0.5)")
-
-
-def random_sae(d_in: int, d_sae: int, k: int, hook: str, device, folder):
-    """A random TopK SAE saved by SAELens and loaded the way the variant job loads it."""
-    from sae_lens import TopKSAE, TopKSAEConfig
-    from sae_lens.saes.sae import SAEMetadata
-
-    from featureaudit.sae_encoder import load_encoder
-
-    sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=k, metadata=SAEMetadata(hook_name=hook)))
-    with torch.no_grad():
-        sae.W_enc.normal_(0, d_in**-0.5)
-        sae.W_dec.copy_(sae.W_enc.T)
-    sae.save_model(str(folder))
-    return load_encoder(folder, device, output=False)
 
 
 if __name__ == "__main__":
