@@ -34,24 +34,17 @@ from featureaudit.heldout import write_fp_heldout
 from featureaudit.models import load_reference, make_reference
 from featureaudit.tokens import write_tokens
 from featureaudit.variant_job import VariantInputs, VariantOutputs, audit_variant
+from capture_throughput import ARCHS as GEMMA2_SHAPES, sync
 from random_sae import write_random_sae
 
 ARCHS = {
     "pythia-70m": ("gpt_neox", dict(hidden_size=512, num_hidden_layers=6, intermediate_size=2048,
                                     num_attention_heads=8, vocab_size=50304, rotary_pct=0.25,
                                     max_position_embeddings=2048, use_parallel_residual=True)),
-    "gemma2-2b": ("gemma2", dict(hidden_size=2304, num_hidden_layers=26, intermediate_size=9216,
-                                 num_attention_heads=8, num_key_value_heads=4, head_dim=256, vocab_size=256000)),
-    # Gemma-2's shape family, small enough for a CPU smoke run
-    "gemma2-small": ("gemma2", dict(hidden_size=256, num_hidden_layers=6, intermediate_size=1024,
-                                    num_attention_heads=4, num_key_value_heads=2, head_dim=64, vocab_size=32000)),
+    "gemma2-2b": ("gemma2", GEMMA2_SHAPES["gemma2-2b"]),
+    "gemma2-small": ("gemma2", GEMMA2_SHAPES["small"]),  # small enough for a CPU smoke run
 }
 VARIANT = "rtn-w4"
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def random_model(arch: str, out: Path, device) -> int:
