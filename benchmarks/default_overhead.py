@@ -70,24 +70,14 @@ def plain_loop(results: Path, hook_layer: int, audit_batch: int, eval_batch: int
     import pyarrow.parquet as pq
     import torch
     from transformers import AutoModelForCausalLM
+    from variant_job_throughput import plain_loop as timed_forwards
 
     torch.set_num_threads(1)
     model = AutoModelForCausalLM.from_pretrained(results / "reference" / "dequantized", dtype=torch.float32).eval()
     table = pq.read_table(results / "tokens.parquet").to_pandas()
     ids = {s: torch.tensor(np.stack(table[table.split == s].input_ids.to_numpy())) for s in ("audit", "heldout")}
-    base = model.model
-    layers = base.layers
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        base.layers = layers[: hook_layer + 1]  # the hooked layer is the last one that runs
-        for s in range(0, len(ids["audit"]), audit_batch):
-            base(input_ids=ids["audit"][s : s + audit_batch], use_cache=False)
-        base.layers = layers
-        t1 = time.perf_counter()
-        for s in range(0, len(ids["heldout"]), eval_batch):
-            model(input_ids=ids["heldout"][s : s + eval_batch], use_cache=False).logits.float()
-        t2 = time.perf_counter()
-    return {"audit_s": t1 - t0, "heldout_s": t2 - t1, "audit_tokens": ids["audit"].numel(),
+    audit_s, heldout_s = timed_forwards(model, ids, hook_layer, audit_batch, eval_batch, torch.device("cpu"))
+    return {"audit_s": audit_s, "heldout_s": heldout_s, "audit_tokens": ids["audit"].numel(),
             "heldout_tokens": ids["heldout"].numel()}
 
 

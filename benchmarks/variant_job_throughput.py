@@ -67,6 +67,8 @@ def random_model(arch: str, out: Path, device) -> int:
 
 
 def plain_loop(model, ids: dict, layer: int, audit_batch: int, eval_batch: int, device) -> tuple[float, float]:
+    """Seconds of the truncated forward over ids["audit"] and the full forward over ids["heldout"]
+    (default_overhead.py times its plain loop with this too)."""
     base = model.model if hasattr(model, "model") else model.gpt_neox
     layers = base.layers
     with torch.no_grad():

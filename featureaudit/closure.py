@@ -117,7 +117,7 @@ def closure_hash(script: str | Path, package_dir: str | Path, package: str = "fe
 def code_text(path: Path) -> str:
     """The module's syntax tree as text, without docstrings unless the module reads `__doc__`."""
     tree = _parse(path)
-    reads_doc = b"__doc__" in path.read_bytes() and any(  # the byte test spares most modules the walk
+    reads_doc = b"__doc__" in _source(path) and any(  # the byte test spares most modules the walk
         isinstance(n, ast.Name) and n.id == "__doc__" or isinstance(n, ast.Attribute) and n.attr == "__doc__"
         for n in ast.walk(tree))
     return _text(tree, drop_docstrings=not reads_doc)
@@ -146,8 +146,13 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 
 
 @lru_cache(maxsize=None)
+def _source(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+@lru_cache(maxsize=None)
 def _parse(path: Path) -> ast.Module:
-    return ast.parse(path.read_bytes(), filename=str(path))
+    return ast.parse(_source(path), filename=str(path))
 
 
 def main(argv=None) -> None:
