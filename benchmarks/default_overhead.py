@@ -124,7 +124,7 @@ def main():
             print(f"plain loop, 1 thread: truncated forward over {plain['audit_tokens']} audit tokens "
                   f"{plain['audit_s']:.1f} s, full forward over {plain['heldout_tokens']} held-out tokens "
                   f"{plain['heldout_s']:.1f} s, total {plain_runs[-1]:.1f} s", flush=True)
-            made = f"{variants[0]}" if len(variants) == 1 else f"{len(variants)} variants ({', '.join(variants)}), per variant"
+            made = variants[0] if len(variants) == 1 else f"{len(variants)} variants ({', '.join(variants)}), per variant"
             print(f"workflow, {made} (snakemake --cores 1): {workflow_runs[-1]:.1f} s", flush=True)
     workflow_s, plain_s = min(workflow_runs), min(plain_runs)
     best = " (fastest of each)" if args.repeat > 1 else ""
