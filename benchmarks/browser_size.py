@@ -28,7 +28,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from featureaudit.browser import build_payload, render  # noqa: E402
+from featureaudit.report.browser import build_payload, render  # noqa: E402
 from headless import chromium  # noqa: E402
 
 

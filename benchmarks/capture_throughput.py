@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM
 
-from featureaudit.architecture import decoder_layers
-from featureaudit.capture import write_activation_shards
-from featureaudit.codes import encode_activations
 from featureaudit.device import resolve_device, resolve_dtype
-from featureaudit.sae_encoder import load_encoder
+from featureaudit.model.architecture import decoder_layers
+from featureaudit.model.capture import write_activation_shards
+from featureaudit.sae.codes import encode_activations
+from featureaudit.sae.encoder import load_encoder
 from random_sae import write_random_sae
 
 ARCHS = {

@@ -2,7 +2,7 @@
 
 Written by hand (cfg.json, sae_weights.safetensors, the workflow's manifest) rather than by
 SAELens, which the GPU machine does not have; SAELens loads the folder as a TopKSAE with the same
-encode (checked when this was written: `SAE.load_from_disk` and `featureaudit.sae_encoder` agree).
+encode (checked when this was written: `SAE.load_from_disk` and `featureaudit.sae.encoder` agree).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Activation shard encoding: parquet defaults (snappy, dictionary) against plain pages, on a
 65536 x 2304 fp32 shard (Gemma-2-2B's width), write and read-back times measured in one run
-(median of 3, alternating). Backs the choice in featureaudit.shards.write_shard.
+(median of 3, alternating). Backs the choice in featureaudit.model.shards.write_shard.
 
     python benchmarks/shard_format.py
 """

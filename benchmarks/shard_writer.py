@@ -1,4 +1,4 @@
-"""Activation stage with shards written in background threads (featureaudit.capture) against
+"""Activation stage with shards written in background threads (featureaudit.model.capture) against
 the same code writing each shard inline, measured in one run. The model is Gemma-2-shaped at
 width 2304 with one cheap layer, so that writing the shards is a large share of the stage (as
 on a GPU, where the forward is fast and the shard writes are CPU work). Runs on CUDA when
@@ -17,8 +17,8 @@ from concurrent.futures import Future
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM
 
-import featureaudit.capture as capture
 from featureaudit.device import resolve_device, resolve_dtype
+import featureaudit.model.capture as capture
 
 TOKENS, CONTEXT, SHARD_TOKENS = 131072, 128, 32768
 

@@ -1,7 +1,7 @@
 """Peak memory and time of the survival pass as the number of audit tokens grows.
 
 Synthetic sparse SAE codes (d_sae features, ~`active` nonzeros per token, row groups of
-`group` tokens, the file format of featureaudit.codes) are written streaming -- one row group
+`group` tokens, the file format of featureaudit.sae.codes) are written streaming -- one row group
 at a time, never a dense matrix -- for an FP file and a perturbed variant file (90% of the FP
 codes kept with 10% multiplicative noise, 10% dropped, ~10% new ones). `survival_table` is then
 run on the pair, each measurement in a fresh subprocess so it starts clean:
@@ -39,7 +39,7 @@ def write_pair(fp_path: Path, var_path: Path, n_tokens: int, d_sae: int, active:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from featureaudit.codes import SCHEMA
+    from featureaudit.sae.codes import SCHEMA
 
     rng = np.random.default_rng(seed)
     rows = {"fp": 0, "variant": 0}
@@ -77,7 +77,7 @@ def measure(fp: str, var: str, mode: str) -> dict:
     """Run in a fresh subprocess: one survival pass, measured one way."""
     import pyarrow as pa
 
-    from featureaudit.survival import fractions, survival_table
+    from featureaudit.measure.survival import fractions, survival_table
 
     pool = pa.default_memory_pool()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux

@@ -1,6 +1,6 @@
 """A whole variant job on a paper model's architecture against the plain forwards it needs, in one run.
 
-The job is the `variant` rule's body (`featureaudit.variant_job.audit_variant`, in process: the
+The job is the `variant` rule's body (`featureaudit.variant.job.write_variant`, in process: the
 GPU machine has no Snakemake): load the reference, build the variant (RTN W4), capture the
 activations at the hook over the audit tokens and write their shards, encode them with the SAE
 (sparse codes written), and the task metrics over the held-out tokens against the FP model's
@@ -30,10 +30,10 @@ import torch
 
 from featureaudit.config import CaptureSettings, EvaluationConfig, ModelRun, ModelSource
 from featureaudit.device import resolve_device, resolve_dtype
-from featureaudit.heldout import write_fp_heldout
-from featureaudit.models import load_reference, make_reference
-from featureaudit.tokens import write_tokens
-from featureaudit.variant_job import VariantInputs, VariantOutputs, audit_variant
+from featureaudit.inputs.tokens import write_token_table
+from featureaudit.model.reference import load_reference, write_reference
+from featureaudit.variant.fp_heldout import write_fp_heldout
+from featureaudit.variant.job import VariantInputs, VariantOutputs, write_variant
 from capture_throughput import ARCHS as GEMMA2_SHAPES, sync
 from random_sae import write_random_sae
 
@@ -114,13 +114,13 @@ def main():
         tmp = Path(tmp)
         t0 = time.perf_counter()
         vocab = random_model(args.arch, tmp / "model", device)
-        make_reference(ModelSource(args.arch, "hf", str(tmp / "model")), tmp / "reference")
+        write_reference(ModelSource(args.arch, "hf", str(tmp / "model")), tmp / "reference")
         rng = np.random.default_rng(0)
         ids = {s: rng.integers(4, vocab, (n // args.context, args.context))
                for s, n in (("audit", args.audit_tokens), ("heldout", args.heldout_tokens))}
         for seq in ids.values():
             seq[:, 0] = 1  # BOS, as the tokens stage prepends it
-        write_tokens(ids, tmp / "tokens.parquet")
+        write_token_table(ids, tmp / "tokens.parquet")
         model, _ = load_reference(tmp / "reference", run, tokenizer=False)
         d_model = model.config.hidden_size
         write_random_sae(d_model, args.d_sae, args.k, hook, args.context, tmp / "sae")
@@ -142,7 +142,7 @@ def main():
             out = tmp / f"job{r}"
             sync(device)
             t0 = time.perf_counter()
-            audit_variant(VARIANT, run, capture, evaluation, True, "layer", inputs,
+            write_variant(VARIANT, run, capture, evaluation, True, "layer", inputs,
                           VariantOutputs(str(out / "activations"), str(out / "codes.parquet"), str(out / "metrics.json")))
             sync(device)
             jobs.append(time.perf_counter() - t0)

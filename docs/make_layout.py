@@ -25,7 +25,7 @@ def rule_scripts() -> dict[str, str]:
     for smk in [ROOT / i for i in includes if not i.endswith("common.smk")]:
         for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
             script = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+)\.py"', m[2])
-            module = re.search(r"-m featureaudit\.(\w+)", m[2])  # a shell rule in another environment
+            module = re.search(r"-m featureaudit\.([\w.]+)", m[2])  # a shell rule in another environment
             if script:
                 out[m[1]] = script[1]
             elif module:
@@ -38,7 +38,7 @@ def stage_of(script: str) -> tuple[str, str]:
     function its `__main__` block calls last)."""
     if script.startswith("-m "):
         module = script.removeprefix("-m featureaudit.")
-        tree = ast.parse((ROOT / "featureaudit" / f"{module}.py").read_text())
+        tree = ast.parse((ROOT / "featureaudit" / f"{module.replace('.', '/')}.py").read_text())
         main = next(n for n in tree.body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test))
         calls = [n.func.id for n in ast.walk(main) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
         return module, [c for c in calls if c not in ("SystemExit", "int", "len")][-1]
@@ -57,7 +57,7 @@ def table() -> str:
     for rule, script in rule_scripts().items():
         module, function = stage_of(script)
         where = f"python {script} (its own environment)" if script.startswith("-m ") else f"workflow/scripts/{script}.py"
-        rows.append(f"| `{rule}` | `{where}` | `{module}.py`: `{function}` |")
+        rows.append(f"| `{rule}` | `{where}` | `{module.replace('.', '/')}.py`: `{function}` |")
     return "\n".join(rows)
 
 

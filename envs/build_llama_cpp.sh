@@ -6,7 +6,7 @@
 # bindings are the same llama.cpp. The build is cached under $FEATUREAUDIT_CACHE (default
 # ~/.cache/featureaudit), keyed by version and CPU flags (-march=native), and reused by every
 # clone on the machine; the Python bindings are then installed into the venv without compiling
-# (LLAMA_BUILD=OFF) and pointed at the cached libraries (featureaudit/llama_cpp.py).
+# (LLAMA_BUILD=OFF) and pointed at the cached libraries (featureaudit/compress/llama_cpp.py).
 #
 #   envs/build_llama_cpp.sh build        download and compile into the cache (no venv needed)
 #   envs/build_llama_cpp.sh bind VENV    the above if not cached, then the bindings into VENV

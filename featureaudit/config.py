@@ -102,7 +102,7 @@ class SaeConfig:
     train: SaeTraining = field(default_factory=SaeTraining)  # for source train
 
 
-#: llm-compressor recipes a checkpoint may name (featureaudit/llm_compress.py builds each).
+#: llm-compressor recipes a checkpoint may name (featureaudit/compress/llm_compress.py builds each).
 LLM_COMPRESSOR_RECIPES = ("gptq-w4a16", "awq-w4a16", "smoothquant-gptq-w8a8", "fp8-dynamic", "sparsegpt-50",
                           "sparsegpt-2of4", "wanda-50")
 

@@ -3,7 +3,7 @@ terminal and in a log file alike.
 
 On a terminal, a live tqdm bar. In a log file (a rule's log, a SLURM job's output) a bar
 redrawn with carriage returns becomes one unreadable line, so there updates are rarer and the
-job runner (`runner.py`) turns each redraw into a line of its own.
+job runner (`pipeline/run_step.py`) turns each redraw into a line of its own.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import torch
 from compressed_tensors.quantization.lifecycle.forward import fake_quantize
 from safetensors.torch import save_file
 
-from featureaudit.llm_compress import apply_recipe, load, save
+from featureaudit.compress.llm_compress import apply_recipe, load, save
 
 model_dir, calibration, recipe, group_size, out, fake_path = sys.argv[1:]
 model, tokenizer = load(model_dir)

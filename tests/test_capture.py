@@ -1,4 +1,4 @@
-"""featureaudit.capture against TransformerLens and HF, on tiny random NeoX / Llama / Gemma-2 models."""
+"""featureaudit.model.capture against TransformerLens and HF, on tiny random NeoX / Llama / Gemma-2 models."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from featureaudit.io import atomic_dir
 import torch
 
-from featureaudit.architecture import decoder_layers
-from featureaudit.capture import HookCapture, iter_activations, write_activation_shards
 from featureaudit.errors import AuditError
 from featureaudit.hooks import POINTS
-from featureaudit.shards import iter_activation_shards
+from featureaudit.model.architecture import decoder_layers
+from featureaudit.model.capture import HookCapture, iter_activations, write_activation_shards
+from featureaudit.model.shards import iter_activation_shards
 from tiny_models import ARCHS, N_LAYERS, VOCAB_SIZE, tl_model, tl_reference
 
 ATOL = 1e-5
@@ -40,7 +40,7 @@ def tiny(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ids():
-    """3 sequences of 16 tokens, BOS first (as featureaudit.tokens makes them)."""
+    """3 sequences of 16 tokens, BOS first (as featureaudit.inputs.tokens makes them)."""
     g = torch.Generator().manual_seed(123)
     x = torch.randint(3, VOCAB_SIZE, (3, 16), generator=g)
     x[:, 0] = 1
@@ -225,7 +225,7 @@ def test_shards_round_trip(tiny, ids, tmp_path, exclude_bos):
 def test_failed_shard_write_raises_and_leaves_nothing(tiny, ids, tmp_path, monkeypatch):
     """Shards are written in background threads: a failure there still reaches the caller,
     and neither the output folder nor a temporary one is left behind."""
-    import featureaudit.capture as capture_module
+    import featureaudit.model.capture as capture_module
 
     real = capture_module.write_shard
 

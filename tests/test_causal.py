@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 from conftest import save_saelens_sae
-from featureaudit.architecture import decoder_layers
-from featureaudit.causal import FeaturePlan, SaeAt, feature_effects, pearson_rows, splice_metrics, top_overlap, wilson
-from featureaudit.intervene import logits_with
-from featureaudit.sae import load_sae
+from featureaudit.measure.causal import FeaturePlan, SaeAt, feature_effects, pearson_rows, splice_metrics, top_overlap, wilson
+from featureaudit.model.architecture import decoder_layers
+from featureaudit.model.intervene import logits_with
+from featureaudit.sae.frozen import load_sae
 from tiny_models import tl_model
 
 HOOK = "blocks.1.hook_resid_post"
@@ -166,8 +166,8 @@ def test_helpers_against_numpy_and_scipy():
 
 
 def test_compare_counts_geometric_survivors_that_lose_their_effect():
-    from featureaudit.causal import compare
     from featureaudit.config import CausalConfig, Thresholds
+    from featureaudit.measure.causal import compare
 
     rng = np.random.default_rng(2)
     eff = rng.standard_normal((3, 2, 10)).astype(np.float32)

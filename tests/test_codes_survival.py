@@ -3,7 +3,7 @@
 References: SAELens's own `encode` (codes), scipy.stats.pearsonr on the dense vectors (survival),
 numpy on dense arrays (statistics), parquet shards read with pyarrow directly (activations).
 The survival data are synthetic sparse codes with many zeros, written by a small writer below
-that mimics the file format of featureaudit.codes.encode_activations.
+that mimics the file format of featureaudit.sae.codes.encode_activations.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import pytest
 import torch
 from scipy import stats
 
-from featureaudit.integrity import seal_dir, seal_file
-from featureaudit.capture import write_activation_shards
-from featureaudit.codes import Codes, encode_activations, sparse_encode
 from featureaudit.errors import AuditError
-from featureaudit.sae import check_width, load_sae
-from featureaudit.statistics import feature_statistics
-from featureaudit.survival import (
+from featureaudit.integrity import seal_dir, seal_file
+from featureaudit.measure.fp_statistics import feature_statistics
+from featureaudit.model.capture import write_activation_shards
+from featureaudit.sae.codes import Codes, encode_activations, sparse_encode
+from featureaudit.sae.frozen import check_width, load_sae
+from featureaudit.measure.survival import (
     STATUSES,
     PearsonAccumulator,
     Thresholds,
@@ -41,7 +41,7 @@ HOOK = "blocks.1.hook_resid_post"
 # ----------------------------------------------------------------------------- helpers
 
 
-def make_sae(kind: str, d_in=D_IN, d_sae=D_SAE, seed=0):
+def write_sae(kind: str, d_in=D_IN, d_sae=D_SAE, seed=0):
     """A SAELens SAE with random weights *and* biases (so b_dec/b_enc handling matters)."""
     from sae_lens import StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
     from sae_lens.saes.sae import SAEMetadata
@@ -61,7 +61,7 @@ def make_sae(kind: str, d_in=D_IN, d_sae=D_SAE, seed=0):
 
 
 def read_shards_directly(act_dir):
-    """(tokens, acts) per shard, read with pyarrow only (not featureaudit.capture)."""
+    """(tokens, acts) per shard, read with pyarrow only (not featureaudit.model.capture)."""
     out = []
     for p in sorted(act_dir.glob("shard-*.parquet")):
         t = pq.read_table(p)
@@ -113,10 +113,10 @@ def first_line_only(err: pytest.ExceptionInfo) -> str:
 
 @pytest.fixture(scope="module")
 def saes(tmp_path_factory):
-    """{kind: (original SAE, SAE reloaded by featureaudit.sae.load_sae)}"""
+    """{kind: (original SAE, SAE reloaded by featureaudit.sae.frozen.load_sae)}"""
     out = {}
     for kind in ("topk", "standard"):
-        sae = make_sae(kind)
+        sae = write_sae(kind)
         d = tmp_path_factory.mktemp(f"sae-{kind}") / "sae"
         sae.save_model(str(d))
         seal_dir(d)  # the manifest the sae rule writes (load_sae checks it)
@@ -239,7 +239,7 @@ def test_check_width_names_both_widths(saes):
 
 
 def test_encode_activations_rejects_wrong_width(acts_dir, tmp_path):
-    narrow = make_sae("topk", d_in=32, d_sae=64)
+    narrow = write_sae("topk", d_in=32, d_sae=64)
     out = tmp_path / "codes.parquet"
     with pytest.raises(AuditError) as e:
         encode_activations(narrow, acts_dir, out, progress=False)
@@ -600,7 +600,7 @@ def test_survival_same_codes_is_all_survived(synth):
 
 def test_feature_statistics_match_numpy(synth):
     X, _, _, fp, _ = synth
-    sae = make_sae("standard", d_in=D_IN, d_sae=D, seed=4)
+    sae = write_sae("standard", d_in=D_IN, d_sae=D, seed=4)
     st = feature_statistics(fp, sae)
     X64 = X.astype(np.float64)
     count = (X != 0).sum(0)
@@ -627,11 +627,11 @@ def test_saved_weight_norms_equal_saelens_loaded_sae(tmp_path, kind, dtype):
     from sae_lens.constants import SAE_WEIGHTS_FILENAME
 
     from featureaudit.integrity import seal_dir
-    from featureaudit.sae import SAE_WEIGHTS
-    from featureaudit.statistics import saved_weight_norms
+    from featureaudit.measure.fp_statistics import saved_weight_norms
+    from featureaudit.sae.frozen import SAE_WEIGHTS
 
     assert SAE_WEIGHTS == SAE_WEIGHTS_FILENAME
-    sae = make_sae(kind, d_in=D_IN, d_sae=D, seed=7)
+    sae = write_sae(kind, d_in=D_IN, d_sae=D, seed=7)
     if dtype == "bfloat16":  # saved as SAELens saves a bfloat16 SAE: numpy cannot read the file
         sae.cfg.dtype = dtype
         sae = sae.to(torch.bfloat16)

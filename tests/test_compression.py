@@ -1,9 +1,9 @@
-"""featureaudit.compression against written-out RTN formulas and torch.nn.utils.prune.
+"""featureaudit.compress.builtin against written-out RTN formulas and torch.nn.utils.prune.
 
 Every reference here is independent of the code under test: the RTN formulas are re-derived in
 numpy (float32, the precision the weights are quantized in), pruning masks come from
 torch.nn.utils.prune, and "which parameters are block linears" is decided from module names
-and types, not from featureaudit.architecture.
+and types, not from featureaudit.model.architecture.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from featureaudit.compression import apply_variant, magnitude_prune_, rtn_quantize, smallest_k_mask
+from featureaudit.compress.builtin import apply_variant, magnitude_prune_, rtn_quantize, smallest_k_mask
 from featureaudit.errors import AuditError
 from featureaudit.variants import Variant, check_bits, check_sparsity, parse_variant
 

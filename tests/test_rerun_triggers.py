@@ -1,6 +1,6 @@
 """Only changed nodes recompute: a module edit reruns exactly the rules that run it.
 
-The reference is independent of featureaudit/closure.py: which package modules a rule's script
+The reference is independent of featureaudit/pipeline/rerun_triggers.py: which package modules a rule's script
 runs comes from the standard library's `modulefinder` (bytecode scan, imports in function
 bodies included), which rules a Snakefile rule maps to which script from the .smk text, and
 what "those rules and everything downstream" means from Snakemake itself
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from featureaudit.closure import code_text, module_closure
+from featureaudit.pipeline.rerun_triggers import code_text, module_closure
 from test_workflow import job_counts
 
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -46,19 +46,33 @@ def rule_scripts(root: Path = REPO) -> dict[str, Path]:
     for smk in sorted((root / "workflow" / "rules").glob("*.smk")):
         for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
             script = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+)\.py"', m[2])
-            module = re.search(r"-m featureaudit\.(\w+)", m[2])
+            module = re.search(r"-m (featureaudit(?:\.\w+)+)", m[2])
             if script:
                 out[m[1]] = SCRIPTS / f"{script[1]}.py"
             elif module:
-                out[m[1]] = REPO / "featureaudit" / f"{module[1]}.py"
+                out[m[1]] = module_path(module[1], root)
     return out
 
 
+def package_files(root: Path = REPO) -> list[Path]:
+    """Every module and package `__init__` of the package, at any depth."""
+    return sorted(p for p in (root / "featureaudit").rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def module_name(path: Path, root: Path = REPO) -> str:
+    """featureaudit/measure/survival.py -> featureaudit.measure.survival; an __init__ names its package."""
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_path(name: str, root: Path = REPO) -> Path:
+    """The file a dotted module name runs: its `.py`, or its package's `__init__.py`."""
+    base = root.joinpath(*name.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
 def package_modules(root: Path = REPO) -> list[str]:
-    return sorted(
-        "featureaudit" if p.stem == "__init__" else f"featureaudit.{p.stem}"
-        for p in (root / "featureaudit").glob("*.py")
-    )
+    return sorted(module_name(p, root) for p in package_files(root))
 
 
 @pytest.mark.parametrize("script", sorted(p.stem for p in SCRIPTS.glob("*.py")))
@@ -72,7 +86,7 @@ def test_every_rule_hashes_its_own_script():
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
             script = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+)\.py"', m[2])
-            module = re.search(r"-m featureaudit\.(\w+)", m[2])
+            module = re.search(r"-m featureaudit\.([\w.]+)", m[2])
             if script:
                 assert f'code=script_code("{script[1]}")' in m[2], m[1]
             elif module:
@@ -82,11 +96,12 @@ def test_every_rule_hashes_its_own_script():
 def test_closures_are_cut_small():
     closures = {rule: set(module_closure(s, PACKAGE)) for rule, s in rule_scripts().items()}
     for rule in ("variant", "fp_heldout", "pruning_curve", "match_pruning", "sae", "tokens", "reference_model"):
-        assert not {"featureaudit.plots", "featureaudit.survival", "featureaudit.summary"} & closures[rule], rule
+        assert not {"featureaudit.report.figures", "featureaudit.measure.survival", "featureaudit.report.summary"} & closures[rule], rule
     assert "featureaudit.device" in closures["variant"] and "featureaudit.device" in closures["fp_heldout"]
-    assert closures["figures"] <= {"featureaudit", "featureaudit.plots", "featureaudit.io", "featureaudit.errors",
-                                   "featureaudit.outputs", "featureaudit.runner", "featureaudit.integrity",
-                                   "featureaudit.method_groups"}
+    assert closures["figures"] <= {"featureaudit", "featureaudit.report", "featureaudit.report.figures",
+                                   "featureaudit.io", "featureaudit.errors", "featureaudit.figure_names",
+                                   "featureaudit.pipeline", "featureaudit.pipeline.run_step", "featureaudit.integrity",
+                                   "featureaudit.report.method_groups"}
 
 
 def _bytecode(code) -> tuple:
@@ -95,12 +110,12 @@ def _bytecode(code) -> tuple:
             tuple(_bytecode(c) if hasattr(c, "co_code") else c for c in code.co_consts))
 
 
-@pytest.mark.parametrize("module", sorted(p.stem for p in PACKAGE.glob("*.py")))
+@pytest.mark.parametrize("module", package_modules())
 def test_code_text_counts_what_runs(module, tmp_path):
     """Against the compiler (docstrings stripped, as `python -OO` does): an edit of comments,
     docstrings and line breaks leaves the bytecode and the code hash as they were; a new
     statement changes both. A module that reads its `__doc__` counts its docstrings."""
-    source = (PACKAGE / f"{module}.py").read_text()
+    source = module_path(module).read_text()
     reads_doc = "__doc__" in {getattr(n, "id", getattr(n, "attr", None)) for n in ast.walk(ast.parse(source))}
     files = {}
     for name, text in {"as is": source, "edited": edit_without_behaviour(source),
@@ -157,7 +172,7 @@ def test_a_module_edit_plans_exactly_the_rules_that_run_it(arch_project, tmp_pat
         path.write_text(EDITS[edit](path.read_text()))
         got = dry_run(root)
         if target.startswith("featureaudit/") and edit in ("statement", "read docstring"):
-            module = "featureaudit" if path.stem == "__init__" else f"featureaudit.{path.stem}"
+            module = module_name(path, root)
             rules = frozenset(rule for rule, mods in imports.items() if module in mods)
         else:
             rules = frozenset()
@@ -166,23 +181,22 @@ def test_a_module_edit_plans_exactly_the_rules_that_run_it(arch_project, tmp_pat
     by_rules: dict[frozenset, list[str]] = {}
     for m in package_modules():
         by_rules.setdefault(frozenset(r for r, mods in imports.items() if m in mods), []).append(m)
-    named = {"featureaudit.plots", "featureaudit.survival", "featureaudit.device"}  # checked by name below
+    named = {"featureaudit.report.figures", "featureaudit.measure.survival", "featureaudit.device"}  # checked by name below
     modules = sorted({ms[0] for ms in by_rules.values()} | named)
-    cases = [(f"featureaudit/{'__init__' if m == 'featureaudit' else m.split('.', 1)[1]}.py", "statement")
-             for m in modules]
+    cases = [(str(module_path(m).relative_to(REPO)), "statement") for m in modules]
     cases += [("tests/test_gate.py", "statement"), ("README.md", "statement"),
-              ("featureaudit/metrics.py", "comment, docstring, line break"), ("featureaudit/gate.py", "read docstring")]
+              ("featureaudit/variant/metrics.py", "comment, docstring, line break"), ("featureaudit/report/gate.py", "read docstring")]
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(check, cases))
     wrong = {t: (got, want) for t, got, want in results if got != want}
     assert not wrong, "\n".join(f"{t}: planned {got}, expected {want}" for t, (got, want) in wrong.items())
     # the promise in words, on this DAG
     plans = {t: got for t, got, _ in results}
-    assert set(plans["featureaudit/plots.py (statement)"]) == {"figures", "all"}
+    assert set(plans["featureaudit/report/figures.py (statement)"]) == {"figures", "all"}
     assert not {"variant", "fp_heldout", "pruning_curve", "match_pruning"} & set(
-        plans["featureaudit/survival.py (statement)"])
+        plans["featureaudit/measure/survival.py (statement)"])
     assert plans["featureaudit/device.py (statement)"].get("variant")
-    assert plans["featureaudit/gate.py (read docstring)"].get("fp_causal")
+    assert plans["featureaudit/report/gate.py (read docstring)"].get("fp_causal")
 
 
 def _docstrings(source: str) -> list[ast.Constant]:

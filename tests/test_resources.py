@@ -2,7 +2,7 @@
 
 import pytest
 
-from featureaudit.resources import STAGES, estimate_resources
+from featureaudit.pipeline.resources import STAGES, estimate_resources
 
 PYTHIA = dict(n_params=70_000_000, d_model=512)
 GEMMA = dict(n_params=2_600_000_000, d_model=2304)

@@ -1,4 +1,4 @@
-"""featureaudit.sae_encoder (the SAE read without importing SAELens) against SAELens's own
+"""featureaudit.sae.encoder (the SAE read without importing SAELens) against SAELens's own
 encode and decode of the same saved folder, for every case it claims; SAELens loads everything
 else."""
 
@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from featureaudit.sae_encoder import SaeEncoder, load_encoder
+from featureaudit.sae.encoder import SaeEncoder, load_encoder
 
 D_IN, D_SAE, K = 48, 96, 6
 
@@ -75,7 +75,7 @@ def test_sparse_codes_are_the_nonzeros_of_saelens_encode(tmp_path, arch, apply_b
     sorted by token then feature, and the same values to the encode's rounding."""
     import numpy as np
 
-    from featureaudit.codes import sparse_encode
+    from featureaudit.sae.codes import sparse_encode
 
     reference, encoder = saved_pair(tmp_path, saelens_sae(arch, apply_b_dec, rescale))
     x = torch.randn(500, D_IN, generator=torch.Generator().manual_seed(2)) * 2

@@ -38,8 +38,8 @@ from safetensors.numpy import save_file
 
 import sae_lens.loading.pretrained_sae_loaders as sae_loaders
 from featureaudit.errors import AuditError
-from featureaudit.sae import METADATA_KEYS
-from featureaudit.sae_pretrained import load_pretrained_sae
+from featureaudit.sae.frozen import METADATA_KEYS
+from featureaudit.sae.pretrained import load_pretrained_sae
 
 PYTHIA_RELEASE = "pythia-70m-deduped-res-sm"
 PYTHIA_ID = "blocks.3.hook_resid_post"

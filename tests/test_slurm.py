@@ -96,7 +96,7 @@ class Project:
 def demo_project(tmp_path: Path) -> Project:
     """The stand-in workflow, set up so that ``fail_once`` fails unless it gets more memory
     than its first attempt asks for."""
-    from featureaudit.resources import estimate_resources
+    from featureaudit.pipeline.resources import estimate_resources
 
     workdir = tmp_path / "demo"
     workdir.mkdir()

@@ -13,10 +13,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from featureaudit.config import Thresholds, UncertaintyConfig
-from featureaudit.overlap import replicate_jaccard
-from featureaudit.predict import cv_auc
-from featureaudit.survival import STATUSES, PearsonAccumulator, pearson, replicate_fractions, replicate_statuses
-from featureaudit.uncertainty import SequenceBlocks, bootstrap_perplexity, draws, interval
+from featureaudit.measure.overlap import replicate_jaccard
+from featureaudit.measure.predictability import cv_auc
+from featureaudit.measure.survival import STATUSES, PearsonAccumulator, pearson, replicate_fractions, replicate_statuses
+from featureaudit.measure.uncertainty import SequenceBlocks, bootstrap_perplexity, draws, interval
 
 
 def sparse(x):

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from featureaudit.config import GateConfig
-from featureaudit.summary import verdict
+from featureaudit.report.summary import verdict
 
 GATE = GateConfig(min_survived=0.5, max_damaged=0.2, perplexity_tolerance=0.02)
 

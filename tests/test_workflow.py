@@ -62,7 +62,7 @@ def direct_metrics(project, model, results) -> dict:
     import torch.nn.functional as F
     from transformers import AutoModelForCausalLM
 
-    from featureaudit.compression import build_variant
+    from featureaudit.compress.builtin import build_variant
 
     path = project.config["models"][model]["path"]
     fp = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
@@ -238,7 +238,7 @@ def test_snakemake_report_embeds_summary_and_figures(arch_project, tmp_path):
     and every figure, byte for byte the files the workflow wrote, with their captions."""
     import base64
 
-    from featureaudit.outputs import FIGURES
+    from featureaudit.figure_names import FIGURES
 
     html = tmp_path / "report.html"
     arch_project.snakemake("--report", str(html))

@@ -1,4 +1,4 @@
-# Causal fidelity at the SAE's hook (featureaudit/causal.py): FP's side once per model, then one
+# Causal fidelity at the SAE's hook (featureaudit/measure/causal.py): FP's side once per model, then one
 # job per variant in causal.variants that compares its effects with FP's.
 
 

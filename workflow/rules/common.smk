@@ -5,14 +5,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from featureaudit.closure import closure_hash
 from featureaudit.config import as_params, load_config
 from featureaudit.errors import AuditError
+from featureaudit.figure_names import FIGURES
 from featureaudit.integrity import scan
-from featureaudit.locks import clear_stale_lock
-from featureaudit.models import resolve_path
-from featureaudit.outputs import FIGURES
-from featureaudit.preflight import preflight
+from featureaudit.paths import resolve_path
+from featureaudit.pipeline.locks import clear_stale_lock
+from featureaudit.pipeline.preflight import preflight
+from featureaudit.pipeline.rerun_triggers import closure_hash
 from featureaudit.variants import QUANTIZED_PATTERN, VARIANT_PATTERN, may_equal_reference
 
 if not config:
@@ -60,7 +60,7 @@ ALL_THREADS = max(1, workflow.cores or 2)
 # --------------------------------------------------------------------------- rerun triggers
 # Settings reach a rule only through its params (the scripts read nothing else of the config),
 # so a changed setting reruns exactly the rules that read it. Library code reaches a rule
-# through its script's imports: `code` hashes the import closure (featureaudit/closure.py).
+# through its script's imports: `code` hashes the import closure (featureaudit/pipeline/rerun_triggers.py).
 
 
 def script_code(script):
@@ -101,18 +101,20 @@ def producer_keys(producer):
 
 
 def module_code(module):
-    """Hash of a featureaudit module and the package modules it imports (a `shell:` rule's
-    script_code)."""
+    """Hash of a featureaudit module (dotted, e.g. compress.llm_compress) and the package
+    modules it imports (a `shell:` rule's script_code)."""
     base = Path(workflow.basedir)
-    return closure_hash(base / "featureaudit" / f"{module}.py", base / "featureaudit")
+    return closure_hash(
+        base / "featureaudit" / f"{module.replace('.', '/')}.py", base / "featureaudit"
+    )
 
 
 def _llm_compressor_python():
     """The interpreter of llm-compressor's environment: conda's own `python` under
-    --sdm conda, else the venv `make llm-compressor` built (featureaudit.llm_compress)."""
+    --sdm conda, else the venv `make llm-compressor` built (featureaudit.compress.llm_compress)."""
     from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-    from featureaudit.llm_compress import environment_python
+    from featureaudit.compress.llm_compress import environment_python
 
     if (
         DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
@@ -133,7 +135,7 @@ LLM_COMPRESSOR_ENVIRONMENT = (
 
 def _check_producers():
     """The producers' tools exist before any job starts (building them takes minutes)."""
-    from featureaudit.llama_cpp import BUILD_HINT, available
+    from featureaudit.compress.llama_cpp import BUILD_HINT, available
 
     wanted = {p for m in MODELS for p in ("llama.cpp", "llm-compressor") if CFG.produced(m, p)}
     if any(CFG.runtime_variants(m) for m in MODELS):
@@ -313,7 +315,7 @@ def figure(name):
 
 
 def _estimate(wildcards, attempt, stage):
-    from featureaudit.resources import estimate_resources
+    from featureaudit.pipeline.resources import estimate_resources
 
     shape = SHAPES[wildcards.model]
     tokens = CFG.corpus.n_tokens + CFG.evaluation.n_tokens + CFG.corpus.sae_train_tokens

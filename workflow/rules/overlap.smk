@@ -71,7 +71,7 @@ rule overlap:
         "../scripts/overlap.py"
 
 
-# Every pair of methods: do two tools damage the same features? (featureaudit/methods.py)
+# Every pair of methods: do two tools damage the same features? (featureaudit/measure/method_overlap.py)
 rule method_overlap:
     input:
         survival=get_survival_all,

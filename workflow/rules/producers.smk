@@ -3,7 +3,7 @@
 # the user's (ckpt-<key>); adding a recipe runs only its own jobs.
 
 
-# Calibration tokens, disjoint from every split of tokens.parquet (featureaudit/calibration.py).
+# Calibration tokens, disjoint from every split of tokens.parquet (featureaudit/inputs/calibration.py).
 rule calibration_tokens:
     output:
         f"{R}/{{model}}/calibration.parquet",
@@ -101,10 +101,10 @@ rule llm_compress:
         python=LLM_COMPRESSOR_PYTHON,
         environment=LLM_COMPRESSOR_ENVIRONMENT,
         root=workflow.basedir,
-        code=module_code("llm_compress"),
+        code=module_code("compress.llm_compress"),
     shell:
         "echo 'llm-compressor environment: {params.environment}' > {log:q}; "
-        "PYTHONPATH={params.root:q} OMP_NUM_THREADS={threads} TQDM_MININTERVAL=15 {params.python} -m featureaudit.llm_compress "
+        "PYTHONPATH={params.root:q} OMP_NUM_THREADS={threads} TQDM_MININTERVAL=15 {params.python} -m featureaudit.compress.llm_compress "
         "{input.reference:q} {input.calibration:q} {params.recipe} {params.group_size} {output:q} >> {log:q} 2>&1"
 
 

@@ -1,6 +1,6 @@
 # Thin: unpack the snakemake object, call one library function.
-from featureaudit.browser import write_browser
-from featureaudit.runner import run_step
+from featureaudit.pipeline.run_step import run_step
+from featureaudit.report.browser import write_browser
 
 i, p = snakemake.input, snakemake.params
 run_step(snakemake, write_browser, snakemake.wildcards.model, p.variants, i.survival, i.risk, i.contexts, i.evidence,

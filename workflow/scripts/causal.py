@@ -1,7 +1,7 @@
 # Thin: unpack the snakemake object, call one library function.
-from featureaudit.causal import write_variant_causal
 from featureaudit.config import CaptureSettings, CausalConfig, ModelRun, Thresholds, from_params
-from featureaudit.runner import run_step
+from featureaudit.measure.causal import write_variant_causal
+from featureaudit.pipeline.run_step import run_step
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params
 capture = from_params(CaptureSettings, p.capture)

@@ -1,7 +1,7 @@
 # Thin: unpack the snakemake object, call one library function.
 from featureaudit.config import EvidenceConfig, UncertaintyConfig, from_params
-from featureaudit.runner import run_step
-from featureaudit.statistics import write_fp_statistics
+from featureaudit.measure.fp_statistics import write_fp_statistics
+from featureaudit.pipeline.run_step import run_step
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params
 run_step(snakemake, write_fp_statistics, i.codes, i.sae, i.tokens, o.statistics, o.blocks, o.contexts,

@@ -1,7 +1,7 @@
 # Thin: unpack the snakemake object, call one library function.
 from featureaudit.config import UncertaintyConfig, from_params
-from featureaudit.methods import write_method_overlap
-from featureaudit.runner import run_step
+from featureaudit.measure.method_overlap import write_method_overlap
+from featureaudit.pipeline.run_step import run_step
 
 i, p = snakemake.input, snakemake.params
 run_step(snakemake, write_method_overlap, list(p.variants), dict(p.methods), list(i.survival), list(i.replicates),

@@ -1,7 +1,7 @@
 # Thin: unpack the snakemake object, call one library function.
 from featureaudit.config import UncertaintyConfig, from_params
-from featureaudit.overlap import write_overlap
-from featureaudit.runner import run_step
+from featureaudit.measure.overlap import write_overlap
+from featureaudit.pipeline.run_step import run_step
 
 i = snakemake.input
 run_step(snakemake, write_overlap, i.quantized, i.pruned, i.matched, i.quantized_replicates, i.pruned_replicates,

@@ -1,7 +1,7 @@
 # Thin: unpack the snakemake object, call one library function.
 from featureaudit.config import ModelRun, PruningCurve, from_params
-from featureaudit.matching import write_curve
-from featureaudit.runner import run_step
+from featureaudit.measure.matched_pruning import write_curve
+from featureaudit.pipeline.run_step import run_step
 
 p, i = snakemake.params, snakemake.input
 run_step(snakemake, write_curve, from_params(ModelRun, p.run), from_params(PruningCurve, p.curve), p.batch_size,

@@ -1,6 +1,6 @@
 # Thin: unpack the snakemake object, call one library function.
 from featureaudit.config import ModelSource, from_params
-from featureaudit.models import make_reference
-from featureaudit.runner import run_step
+from featureaudit.model.reference import write_reference
+from featureaudit.pipeline.run_step import run_step
 
-run_step(snakemake, make_reference, from_params(ModelSource, snakemake.params.source), snakemake.output[0])
+run_step(snakemake, write_reference, from_params(ModelSource, snakemake.params.source), snakemake.output[0])

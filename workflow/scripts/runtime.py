@@ -1,9 +1,9 @@
 # Thin: unpack the snakemake object, call one library function.
 from featureaudit.config import CaptureSettings, Thresholds, from_params
-from featureaudit.runner import run_step
-from featureaudit.runtime import audit_runtime
+from featureaudit.measure.llama_cpp_activations import write_runtime_audit
+from featureaudit.pipeline.run_step import run_step
 
 i, p = snakemake.input, snakemake.params
-run_step(snakemake, audit_runtime, snakemake.wildcards.variant, i.gguf, i.tokens, i.sae, i.activations, i.fp_codes,
+run_step(snakemake, write_runtime_audit, snakemake.wildcards.variant, i.gguf, i.tokens, i.sae, i.activations, i.fp_codes,
          i.variant_codes, from_params(CaptureSettings, p.capture), from_params(Thresholds, p.thresholds), p.n_tokens,
          snakemake.threads, snakemake.output[0])

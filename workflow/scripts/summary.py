@@ -1,7 +1,7 @@
 # Thin: unpack the snakemake object, call one library function.
 from featureaudit.config import GateConfig, UncertaintyConfig, from_params
-from featureaudit.runner import run_step
-from featureaudit.summary import write_summary
+from featureaudit.pipeline.run_step import run_step
+from featureaudit.report.summary import write_summary
 
 i, p = snakemake.input, snakemake.params
 run_step(snakemake, write_summary, p.variants, i.survival, i.metrics, i.predictability, i.replicates, i.overlap,

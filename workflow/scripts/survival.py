@@ -1,7 +1,7 @@
 # Thin: unpack the snakemake object, call one library function.
 from featureaudit.config import Thresholds, UncertaintyConfig, from_params
-from featureaudit.runner import run_step
-from featureaudit.survival import write_survival
+from featureaudit.measure.survival import write_survival
+from featureaudit.pipeline.run_step import run_step
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params
 run_step(snakemake, write_survival, i.fp, i.variant, i.statistics, i.tokens, i.contexts, o.table, o.replicates,

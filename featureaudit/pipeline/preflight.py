@@ -1,0 +1,275 @@
+"""Checks that run when the workflow starts, before any job: everything that can be known
+from local files fails here rather than after an hour of capture. Files and folders the config
+names (readable, not empty, safetensors not pickles), the corpus against the token budget,
+settings against each other (config.cross_field_problems), hook, SAE width and hook, block
+sizes against the model's widths, checkpoints against the reference, the device, the results
+folder. Every problem is collected and reported together, one line each. Nothing here touches
+the network; hub ids are checked when loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ..compress.checkpoints import check_compatible
+from ..config import cross_field_problems
+from ..errors import AuditError, Problems
+from ..hooks import parse_hook
+from ..io import atomic_path
+from ..model.architecture import config_value, hidden_size, linear_input_widths, n_layers, text_config
+from ..model.reference import unsupported_gguf
+from ..paths import resolve_path
+from ..sae.frozen import check_hook, check_width, saved_sae_metadata
+from ..variants import parse_variant
+
+
+def model_config(source: str, path: str, name: str = "<name>") -> dict | None:
+    """The (text) config of a local model as a dict, or None for a hub id. A GGUF file's comes
+    from transformers' reading of it (remembered between starts); a folder's from config.json."""
+    where = resolve_path(path)
+    if source == "gguf" or str(where).endswith(".gguf"):
+        if not os.path.isfile(where):
+            raise AuditError(f"GGUF file {where} does not exist; fix models.<name>.path")
+        return _gguf_config(where, name)
+    if os.path.isfile(os.path.join(where, "config.json")):
+        # Plain JSON: importing transformers here would cost seconds on every Snakemake start
+        # (and on a cluster, in every job).
+        return text_config(json.loads(Path(where, "config.json").read_text()))
+    if os.path.isdir(where):
+        raise AuditError(f"{where} has no config.json; point models.<name>.path at a transformers model folder")
+    return None
+
+
+def shape_of(config: dict) -> dict:
+    """{'n_layers', 'd_model', 'n_params'} (parameters estimated from the shapes)."""
+    d, L = hidden_size(config), n_layers(config)
+    ffn = int(config_value(config, "intermediate_size") or 4 * d)
+    n_params = L * (4 * d * d + 3 * d * ffn) + 2 * int(config_value(config, "vocab_size")) * d
+    return {"n_layers": L, "d_model": d, "n_params": n_params}
+
+
+def model_shape(source: str, path: str, name: str = "<name>") -> dict | None:
+    """{'n_layers', 'd_model', 'n_params'} from a local model's config, or None if not local."""
+    config = model_config(source, path, name)
+    return shape_of(config) if config is not None else None
+
+
+#: Where the config of a GGUF file is remembered between starts, below the working directory.
+GGUF_CONFIG_CACHE = Path(".snakemake") / "featureaudit" / "gguf_configs.json"
+
+
+def _gguf_config(file: str, name: str) -> dict:
+    """The transformers config of a GGUF file. Reading it means importing transformers and
+    parsing the whole header (vocabulary included): 10-20 s on a small CPU, on every start. So
+    the result is kept, keyed by the file's path, size and modification time."""
+    stat = os.stat(file)
+    key = f"v3:{os.path.realpath(file)}:{stat.st_size}:{stat.st_mtime_ns}"
+    try:
+        cached = json.loads(GGUF_CONFIG_CACHE.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if key in cached:
+        return cached[key]
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(str(Path(file).parent), gguf_file=Path(file).name)
+    except ValueError as e:
+        if "not supported" in str(e):
+            raise unsupported_gguf(e, name) from None
+        raise
+    keep = ("num_hidden_layers", "hidden_size", "intermediate_size", "vocab_size", "model_type",
+            "num_attention_heads", "head_dim", "max_position_embeddings")
+    cfg = {k: v for k, v in text_config(cfg).to_dict().items() if k in keep}
+    try:
+        GGUF_CONFIG_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(GGUF_CONFIG_CACHE, seal=False) as tmp:
+            tmp.write_text(json.dumps({**cached, key: cfg}, indent=1))
+    except OSError:
+        pass  # a read-only working directory: no cache, same answer
+    return cfg
+
+
+def guess_shape(path: str) -> dict:
+    """For hub ids (not local): size from the name ('70m', '2b'), for resource requests only."""
+    m = re.search(r"(\d+(?:\.\d+)?)([mb])\b", path.lower())
+    n = float(m[1]) * (1e6 if m[2] == "m" else 1e9) if m else 1e9
+    return {"n_layers": None, "d_model": int(512 * max(1.0, (n / 7e7) ** 0.33)), "n_params": int(n)}
+
+
+def check_widths(config: dict, variants: list[str], name: str) -> None:
+    """Every variant whose blocks or groups must divide the matrices' input widths does."""
+    widths = linear_input_widths(config)
+    for v in map(parse_variant, variants):
+        bad = sorted(w for w in widths if v.block and w % v.block)
+        if bad:
+            raise AuditError(
+                f"{v.name} quantizes in blocks of {v.block} along the input dimension, but models.{name} has matrices "
+                f"{bad[0]} wide; drop it from the config (formats / quantization.group_size) for this model"
+            )
+
+
+def check_checkpoint(model, key: str, reference: dict | None) -> None:
+    """A checkpoint named by path exists, loads without pickle, and has the reference's
+    architecture and sizes."""
+    ck = model.checkpoints[key]
+    where = f"models.{model.name}.checkpoints.{key}"
+    if ck.path is None:
+        return  # written by the workflow from the reference
+    path = resolve_path(ck.path)
+    check_readable(path, f"{where}.path")
+    check_safetensors(path, f"{where}.path")
+    config = model_config("gguf" if path.endswith(".gguf") else "hf", path, model.name)
+    if reference is not None and config is not None:
+        check_compatible(reference, config, where)
+
+
+def looks_local(path: str) -> bool:
+    """A path the user means as a file or folder here (not a hub id like org/name)."""
+    return path.startswith(("/", "./", "../", "~", "package:")) or os.path.exists(os.path.expanduser(path))
+
+
+def check_readable(path: str, key: str, folder: bool | None = None) -> None:
+    """`path` exists, is readable and is not empty (a file) or holds files (a folder)."""
+    p = Path(os.path.expanduser(path))
+    if not p.exists():
+        raise AuditError(f"{key}: {p} does not exist; fix the path")
+    if folder is True and not p.is_dir():
+        raise AuditError(f"{key}: {p} is a file; it must be a folder")
+    if folder is False and not p.is_file():
+        raise AuditError(f"{key}: {p} is a folder; it must be a file")
+    if not os.access(p, os.R_OK):
+        raise AuditError(f"{key}: {p} is not readable; fix its permissions")
+    if p.is_file() and p.stat().st_size == 0:
+        raise AuditError(f"{key}: {p} is empty")
+    if p.is_dir() and not any(p.iterdir()):
+        raise AuditError(f"{key}: {p} is an empty folder")
+
+
+def check_safetensors(folder: str, key: str) -> None:
+    """A local transformers folder must hold safetensors weights: the other format
+    (pytorch_model.bin) is a pickle, which can run code when loaded."""
+    p = Path(resolve_path(folder))
+    if p.is_dir() and (p / "config.json").is_file() and not any(p.glob("*.safetensors")):
+        raise AuditError(f"{key}: {p} has no .safetensors weights; pickled weights (.bin, .pt) are not loaded: "
+                         "convert them (transformers: model.save_pretrained(dir, safe_serialization=True))")
+
+
+def check_corpus(cfg) -> None:
+    """The corpus files are readable and hold at least as many bytes as the token budget needs
+    tokens (byte-level tokenizers never make more tokens than bytes: a certain shortfall; the
+    tokens job counts exactly, first, and fails with the same numbers)."""
+    c = cfg.corpus
+    if c.source == "hf_dataset":
+        return
+    need = 0
+    for name in cfg.models:
+        b = cfg.token_budget(name)
+        body = b.context_length - (1 if b.prepend_bos else 0)
+        need = max(need, sum(b.sequences(s) for s in ("sae_train", "audit", "heldout")) * body)
+    if c.source == "text_files":
+        problems = Problems()
+        for i, path in enumerate(c.paths):
+            problems.check(check_readable, path, f"corpus.paths[{i}]", folder=False)
+        problems.raise_any()
+        n_bytes = sum(os.path.getsize(os.path.expanduser(p)) for p in c.paths)
+    else:
+        from pydoc_data.topics import topics
+
+        n_bytes = sum(len(t.encode()) for t in topics.values())
+        if c.source == "cpython":  # the source files bound their docstrings' bytes
+            from ..inputs.corpus import stdlib_files_unsorted
+
+            # counted only as far as the budget needs: the whole standard library takes ~1.6 s,
+            # on every start
+            for f in stdlib_files_unsorted():
+                if n_bytes >= need:
+                    break
+                n_bytes += f.stat().st_size
+    if n_bytes < need:
+        raise AuditError(
+            f"corpus: the text has {n_bytes} bytes, fewer than the {need} tokens the budget needs (corpus.n_tokens "
+            f"+ corpus.sae_train_tokens + evaluation.n_tokens); add text (corpus.paths) or lower the budget")
+
+
+def check_results(path: str) -> None:
+    """The results folder can be created and written (found now, not when the first job ends)."""
+    p = Path(path)
+    existing = p
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AuditError(f"results: {existing} is a file, so {p} cannot be a folder; set results to a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise AuditError(f"results: {existing} is not writable, so {p} cannot be written; set results to a folder you can write")
+
+
+def gpu_visible() -> bool:
+    """An NVIDIA driver is present (cheap: no torch import; the job checks CUDA itself)."""
+    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
+
+
+def check_device(device: str, local: bool) -> None:
+    if device == "cuda" and local and not gpu_visible():
+        raise AuditError("device: cuda, but this machine has no NVIDIA GPU (no driver found); set device: auto or "
+                         "cpu, or run where a GPU is (cluster jobs are checked on their node)")
+
+
+def check_model(cfg, name: str, m, problems: Problems) -> dict | None:
+    """Every start-up check of one model; returns its shape (None if a check failed)."""
+    where = f"models.{name}"
+    before = len(problems.lines)
+    if looks_local(m.path):
+        problems.check(check_readable, resolve_path(m.path), f"{where}.path", folder=m.source == "hf" or None)
+        if m.source == "hf":
+            problems.check(check_safetensors, m.path, f"{where}.path")
+    unreadable = len(problems.lines) > before  # said once: reading its config would say it again
+    if m.sae.source == "disk":
+        problems.check(check_readable, m.sae.path, f"{where}.sae.path", folder=True)
+    config = None if unreadable else problems.check(model_config, m.source, m.path, name, prefix=f"{where}: ")
+    shape = shape_of(config) if config is not None else None
+    problems.check(parse_hook, m.hook, shape["n_layers"] if shape else None, prefix=f"{where}.hook: ")
+    if shape and m.sae.source == "disk" and os.path.isdir(m.sae.path):
+        meta = problems.check(saved_sae_metadata, m.sae.path, key=f"{where}.sae.path")
+        if meta is not None:
+            problems.check(check_width, meta["d_in"], shape["d_model"], f"the activation at {m.hook}",
+                           prefix=f"{where}.sae: ")
+            problems.check(check_hook, meta["hook_name"], m.hook, name)
+    if config is not None:
+        problems.check(check_widths, config, cfg.variants(name), name)
+        problems.check(check_context, config, cfg, name)
+    for key in m.checkpoints:
+        problems.check(check_checkpoint, m, key, config)
+    return shape
+
+
+def check_context(config: dict, cfg, name: str) -> None:
+    """Sequences and the perplexity window fit the model's positions."""
+    limit = config_value(config, "max_position_embeddings")
+    if not limit:
+        return
+    window = cfg.evaluation.window or cfg.corpus.context_length
+    for key, value in (("corpus.context_length", cfg.corpus.context_length), ("evaluation.window", window)):
+        if value > int(limit):
+            raise AuditError(f"{key} ({value}) is longer than models.{name} can attend to ({limit} positions); lower it")
+
+
+def preflight(cfg, local: bool = True) -> dict:
+    """Every check that needs no model loaded, across the whole config; all failures are
+    raised together (one line each). Returns each model's shape. `local`: jobs run on this
+    machine (not a cluster), so the device is checked here too."""
+    problems = Problems()
+    for line in cross_field_problems(cfg):
+        problems.add(line)
+    problems.check(check_results, cfg.results)
+    problems.check(check_device, cfg.device, local)
+    problems.check(check_corpus, cfg)
+    shapes = {}
+    for name, m in cfg.models.items():
+        shape = check_model(cfg, name, m, problems)
+        shapes[name] = shape or guess_shape(m.path)
+    problems.raise_any()
+    return shapes

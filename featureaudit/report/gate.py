@@ -1,0 +1,153 @@
+"""Deployment gate: exit 0 if a variant keeps enough SAE features (and every watched feature),
+1 if not, 2 on bad input (one line on stderr, naming the fix).
+
+    featureaudit-gate results/smollm2/summary.csv --variant rtn-w6
+    featureaudit-gate results/smollm2/summary.csv --variant rtn-w6 --watchlist safety_features.txt
+
+Thresholds: a flag if given, else the `gate:` block of --config (default: ./config.yaml when
+it exists), else 0.5 survived / 0.2 damaged. A watch-list is a text file of feature ids, one per
+line (`#` starts a comment); each must be FP-active and survive in the variant, read from the
+survival table beside the summary (survival/<variant>.parquet). One line per failed requirement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import GateConfig
+from ..errors import AuditError
+from ..integrity import sidecar, verify_file
+
+REQUIRED = ("variant", "n_active", "frac_survived", "frac_damaged", "perplexity")
+
+
+def _row(summary: pd.DataFrame, variant: str) -> pd.Series:
+    missing = [c for c in REQUIRED if c not in summary.columns]
+    if missing:
+        raise KeyError(f"the summary has no column {', '.join(missing)}; is it a featureaudit summary.csv?")
+    rows = summary[summary.variant == variant]
+    if rows.empty:
+        raise KeyError(f"variant {variant!r} is not in the summary; it has {', '.join(summary.variant)}")
+    return rows.iloc[0]
+
+
+def _ci(row, name: str) -> str:
+    lo, hi = row.get(f"{name}_lo"), row.get(f"{name}_hi")
+    try:
+        return f" [{float(lo):.1%}, {float(hi):.1%}]" if math.isfinite(float(lo)) and math.isfinite(float(hi)) else ""
+    except (TypeError, ValueError):
+        return ""
+
+
+def fraction_failures(row, variant: str, gate: GateConfig) -> tuple[list[str], str]:
+    survived, damaged = float(row.frac_survived), float(row.frac_damaged)
+    n = int(row.n_active)
+    failures = []
+    if math.isnan(survived) or survived < gate.min_survived:
+        failures.append(f"FAIL {variant}: {survived:.1%}{_ci(row, 'frac_survived')} of {n} FP-active features survived "
+                        f"(need >= {gate.min_survived:.0%})")
+    if math.isnan(damaged) or damaged > gate.max_damaged:
+        failures.append(f"FAIL {variant}: {damaged:.1%}{_ci(row, 'frac_damaged')} of {n} FP-active features damaged "
+                        f"(allowed <= {gate.max_damaged:.0%})")
+    passed = (f"PASS {variant}: {survived:.1%}{_ci(row, 'frac_survived')} of {n} FP-active features survived "
+              f"(need >= {gate.min_survived:.0%}), {damaged:.1%} damaged (allowed <= {gate.max_damaged:.0%}); "
+              f"perplexity {float(row.perplexity):.3f}")
+    return failures, passed
+
+
+def read_watchlist(path) -> list[int]:
+    if not Path(path).is_file():
+        raise AuditError(f"--watchlist {path} does not exist; give a text file of feature ids, one per line")
+    ids = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            ids.append(int(text))
+        except ValueError:
+            raise AuditError(f"{path}:{n}: {text!r} is not a feature id; list one integer per line") from None
+    if not ids:
+        raise AuditError(f"{path} lists no feature ids; one integer per line")
+    return ids
+
+
+def watchlist_failures(survival: pd.DataFrame, ids: list[int], variant: str, path) -> list[str]:
+    d_sae = len(survival)
+    bad = [i for i in ids if not 0 <= i < d_sae]
+    if bad:
+        raise AuditError(f"{path}: feature {bad[0]} is out of range; the SAE has features 0 to {d_sae - 1}")
+    table = survival.set_index("feature")
+    failures = []
+    for i in ids:
+        row = table.loc[i]
+        if row.status == "inactive":
+            failures.append(f"FAIL {variant}: watched feature {i} is not FP-active ({int(row.fp_active_tokens)} audit tokens): "
+                            "its survival cannot be audited; audit more tokens or drop it from the watch-list")
+        elif row.status != "survived":
+            r = "never fires" if math.isnan(row.r) else f"r = {row.r:.3f}"
+            failures.append(f"FAIL {variant}: watched feature {i} is {row.status} ({r})")
+    return failures
+
+
+def gate_config(config_path, explicit: bool) -> tuple[GateConfig, str]:
+    """The config's gate block, or the defaults when there is no config file (not asked for)."""
+    path = Path(config_path)
+    if not path.exists():
+        if explicit:
+            raise AuditError(f"--config {path} does not exist; name the config.yaml the audit ran with")
+        return GateConfig(), "defaults"
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        return GateConfig(**(raw.get("gate") or {})), str(path)
+    except (yaml.YAMLError, TypeError) as e:
+        raise AuditError(f"{path}: no valid gate block ({str(e).splitlines()[0]}); fix the config") from None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("summary", help="results/<model>/summary.csv")
+    ap.add_argument("--variant", required=True, help="e.g. rtn-w6")
+    ap.add_argument("--config", help="the audit's config.yaml, whose gate: block gives the thresholds (default ./config.yaml)")
+    ap.add_argument("--min-survived", type=float, help="fraction of FP-active features that must survive")
+    ap.add_argument("--max-damaged", type=float, help="fraction that may be damaged")
+    ap.add_argument("--watchlist", help="file of feature ids (one per line) that must each survive "
+                                        "(default: the config's gate.watchlist)")
+    args = ap.parse_args(argv)
+    try:
+        gate, _ = gate_config(args.config or "config.yaml", explicit=args.config is not None)
+        if args.min_survived is not None:
+            gate = replace(gate, min_survived=args.min_survived)
+        if args.max_damaged is not None:
+            gate = replace(gate, max_damaged=args.max_damaged)
+        if sidecar(args.summary).exists():  # the workflow's own summary: check it was not damaged
+            verify_file(args.summary)
+        row = _row(pd.read_csv(args.summary), args.variant)
+        failures, passed = fraction_failures(row, args.variant, gate)
+        watchlist = args.watchlist or gate.watchlist
+        if watchlist:
+            ids = read_watchlist(watchlist)
+            table = Path(args.summary).parent / "survival" / f"{args.variant}.parquet"
+            if not table.exists():
+                raise AuditError(f"{table} does not exist: a watch-list needs the survival tables beside the summary")
+            from ..io import read_table
+
+            failures += watchlist_failures(read_table(table).to_pandas(), ids, args.variant, watchlist)
+            passed += f"; all {len(ids)} watched features survived"
+    except (AuditError, OSError, KeyError, ValueError) as e:  # ValueError: pandas' ParserError, EmptyDataError; non-numbers
+        print(f"featureaudit-gate: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return 2
+    print("\n".join(failures) if failures else passed)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

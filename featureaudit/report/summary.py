@@ -1,0 +1,169 @@
+"""The summary table: one row per variant, what a person (or the gate) reads first, with 95 %
+bootstrap intervals (`_lo`/`_hi` columns) and a one-line verdict. `write_summary` is the body
+of the `summary` rule."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import GateConfig, UncertaintyConfig
+from ..io import atomic_path, read_json, read_table
+from ..measure.survival import fractions, replicate_fractions
+from ..measure.uncertainty import bootstrap_perplexity, interval, load_replicates
+from ..progress import log
+from ..variants import parse_variant
+
+COLUMNS = ("variant", "kind", "family", "method", "tensor_types", "bits", "bits_per_weight", "sparsity", "weight_error", "vs_reference",
+           "reused_from", "n_active", "frac_survived", "frac_survived_lo", "frac_survived_hi",
+           "frac_blurred", "frac_blurred_lo", "frac_blurred_hi", "frac_damaged", "frac_damaged_lo", "frac_damaged_hi",
+           "n_born", "perplexity", "perplexity_se", "perplexity_lo", "perplexity_hi", "perplexity_sliding",
+           "perplexity_change", "perplexity_change_lo", "perplexity_change_hi", "kl_to_fp", "top1_agreement",
+           "auc", "auc_lo", "auc_hi", "jaccard", "jaccard_lo", "jaccard_hi",
+           "splice_ce_score", "splice_kl_score", "splice_explained_variance", "splice_l0", "causal_features",
+           "frac_causal_survived", "frac_geometric_not_causal", "frac_geometric_not_causal_lo",
+           "frac_geometric_not_causal_hi", "frac_steering_transfers", "frac_steering_transfers_lo",
+           "frac_steering_transfers_hi", "runtime_rel_error", "runtime_frac_survived_transformers",
+           "runtime_frac_survived", "runtime_frac_damaged_transformers", "runtime_frac_damaged",
+           "runtime_status_agreement", "masked_damage", "verdict")
+CAUSAL = ("frac_causal_survived", "frac_geometric_not_causal", "frac_geometric_not_causal_lo",
+          "frac_geometric_not_causal_hi", "frac_steering_transfers", "frac_steering_transfers_lo",
+          "frac_steering_transfers_hi")
+
+#: Relative weight error below which a variant is the reference again (float rounding only), and
+#: below which it is nearly so (well under what INT8 RTN does to real weights, ~0.01): a
+#: quantized reference re-quantized to a grid that contains its own (the embedded Q4_1 model
+#: re-quantized to Q4_1) changes nothing, and says nothing about the format on FP16 weights.
+IDENTICAL, NEAR_IDENTICAL = 1e-6, 2e-3
+
+
+def relation_to_reference(weight_error: float | None) -> str:
+    if weight_error is None:
+        return ""
+    if weight_error <= IDENTICAL:
+        return "identical"
+    return "near-identical" if weight_error <= NEAR_IDENTICAL else ""
+
+
+def interval_columns(replicates_path, measured: dict, metrics: dict, level_settings: UncertaintyConfig) -> dict:
+    """Bootstrap intervals of the fractions (the survival rule's draws, around the measured
+    fractions) and of perplexity (held-out sequences resampled, paired with FP's for the change)."""
+    out = {}
+    for name, values in replicate_fractions(load_replicates(replicates_path)["status"]).items():
+        out[f"frac_{name}_lo"], out[f"frac_{name}_hi"] = interval(values, level_settings.level,
+                                                                  measured[f"frac_{name}"], (0, 1))
+    if "per_sequence" in metrics:
+        out.update(bootstrap_perplexity(metrics["per_sequence"], metrics["tokens_per_sequence"], level_settings))
+    return out
+
+
+def verdict(row: dict, gate: GateConfig) -> tuple[bool, str]:
+    """(masked_damage, one line): does perplexity call the variant fine while its features fail
+    the gate's thresholds? Intervals that straddle a threshold are said so."""
+    if row["variant"] == "fp":
+        return False, "reference"
+    pct = lambda x: f"{100 * x:.1f} %"
+    change = row["perplexity_change"]
+    ppl_ok = abs(change) <= gate.perplexity_tolerance
+    surv, dmg = row["frac_survived"], row["frac_damaged"]
+    feats_ok = surv >= gate.min_survived and dmg <= gate.max_damaged
+    masked = bool(ppl_ok and not feats_ok)
+    lo, hi = row.get("frac_survived_lo", math.nan), row.get("frac_survived_hi", math.nan)
+    ci = f" [{pct(lo)}, {pct(hi)}]" if math.isfinite(lo) else ""
+    feats = f"{pct(surv)}{ci} of features survive, {pct(dmg)} damaged"
+    ppl = f"perplexity {'+' if change >= 0 else ''}{pct(change)}"
+    if masked:
+        line = (f"MASKED DAMAGE: {ppl} (within {pct(gate.perplexity_tolerance)}) but {feats} "
+                f"(gate: >= {pct(gate.min_survived)} survive, <= {pct(gate.max_damaged)} damaged)")
+    elif feats_ok:
+        line = f"PASS: {feats}; {ppl}"
+    else:
+        line = f"FAIL: {feats} (gate: >= {pct(gate.min_survived)}, <= {pct(gate.max_damaged)}); {ppl}"
+    if math.isfinite(lo) and lo < gate.min_survived <= hi:
+        line += f"; the interval crosses the {pct(gate.min_survived)} gate"
+    return masked, line
+
+
+def causal_columns(result: dict, splice_key: str = "splice") -> dict:
+    sp = result[splice_key]
+    out = {"splice_ce_score": sp["ce_score"], "splice_kl_score": sp["kl_score"],
+           "splice_explained_variance": sp["explained_variance"], "splice_l0": sp["l0"]}
+    if splice_key == "splice":
+        out["causal_features"] = result["n_features"]
+        out.update({k: result[k] for k in CAUSAL})
+    return out
+
+
+def tensor_types(metrics: dict) -> str:
+    """A GGUF checkpoint's block-linear types, most common first ("Q5_0 166, Q4_K 16")."""
+    return ", ".join(f"{t} {n}" for t, n in (metrics.get("block_tensor_types") or {}).items())
+
+
+def runtime_columns(result: dict) -> dict:
+    """llama.cpp's path beside the transformers path, both on the runtime stage's tokens."""
+    return {"runtime_rel_error": result["rel_error"],
+            "runtime_frac_survived_transformers": result["frac_survived_transformers"],
+            "runtime_frac_survived": result["frac_survived_runtime"],
+            "runtime_frac_damaged_transformers": result["frac_damaged_transformers"],
+            "runtime_frac_damaged": result["frac_damaged_runtime"],
+            "runtime_status_agreement": result["status_agreement"]}
+
+
+def build_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths=None, overlap_paths=None,
+                  uncertainty: UncertaintyConfig = UncertaintyConfig(), gate: GateConfig = GateConfig(),
+                  causal_paths=(), runtime_paths=(), methods: dict | None = None) -> pd.DataFrame:
+    replicate_paths = replicate_paths or [None] * len(variants)
+    overlaps = {Path(p).stem: read_json(p) for p in (overlap_paths or [])}
+    causal = {Path(p).stem: read_json(p) for p in causal_paths}
+    runtime = {Path(p).stem: read_json(p) for p in runtime_paths}
+    methods = methods or {}
+    rows = []
+    for v, sp, mp, pp, bp in zip(variants, survival_paths, metrics_paths, predict_paths, replicate_paths):
+        spec = parse_variant(v)
+        met, pred = read_json(mp), read_json(pp)
+        kind = "magnitude" if spec.kind == "match" else spec.kind
+        row = {"variant": v, "kind": kind, "family": "magnitude" if spec.kind == "match" else spec.family,
+               "method": methods.get(v, ""), "tensor_types": tensor_types(met),
+               "bits": spec.bits, "bits_per_weight": met.get("bits_per_weight"),
+               "sparsity": met.get("matched_sparsity") if spec.kind == "match" else spec.sparsity,
+               "weight_error": met.get("weight_error"),
+               "vs_reference": "" if v == "fp" else relation_to_reference(met.get("weight_error")),
+               # computed once: a variant with the reference's weights has fp's outputs
+               "reused_from": met.get("same_as", "")}
+        row.update(fractions(read_table(sp, columns=["status", "born"]).to_pandas()))
+        row.update({k: met[k] for k in ("perplexity", "kl_to_fp", "top1_agreement")})
+        row["perplexity_sliding"] = met.get("perplexity_sliding")  # only with evaluation.sliding
+        row.update(auc=pred.get("auc"), auc_lo=pred.get("auc_lo"), auc_hi=pred.get("auc_hi"))
+        if bp is not None:
+            row.update(interval_columns(bp, row, met, uncertainty))
+        o = overlaps.get(v, {})
+        row.update(jaccard=o.get("jaccard"), jaccard_lo=o.get("jaccard_lo"), jaccard_hi=o.get("jaccard_hi"))
+        if v in causal:
+            row.update(causal_columns(causal[v]))
+        elif v == "fp" and causal:  # FP's own splice scores, the baseline of every variant's
+            row.update(causal_columns(next(iter(causal.values())), "fp_splice"))
+        if v in runtime:
+            row.update(runtime_columns(runtime[v]))
+        rows.append(row)
+    df = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
+    fp = df.loc[df.variant == "fp", "perplexity"]
+    df["perplexity_change"] = df.perplexity / float(fp.iloc[0]) - 1 if len(fp) else float("nan")
+    judged = [verdict(row, gate) for row in df.to_dict("records")]
+    df["masked_damage"] = [m for m, _ in judged]
+    df["verdict"] = [line for _, line in judged]
+    return df[list(COLUMNS)]
+
+
+def write_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths, out_path,
+                  uncertainty: UncertaintyConfig, gate: GateConfig, causal_paths=(), runtime_paths=(),
+                  methods: dict | None = None) -> None:
+    """The `summary` rule: summary.csv, and the table in the log."""
+    df = build_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths,
+                       uncertainty, gate, causal_paths, runtime_paths, methods)
+    with atomic_path(out_path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    log("summary:\n" + df.drop(columns=["verdict"]).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    for v, line in zip(df.variant, df.verdict):
+        log(f"verdict {v}: {line}")
