@@ -548,6 +548,22 @@ def load_config(raw: dict) -> AuditConfig:
     return cfg
 
 
+def unknown_variants(cfg: AuditConfig, wanted, key: str) -> list[str]:
+    """One line for each variant `key` names that no model's sweep has, with the closest names
+    (a misspelt or dropped variant would otherwise be skipped without a word)."""
+    import difflib
+
+    known = list(dict.fromkeys(v for m in cfg.models for v in cfg.variants(m)))
+    out = []
+    for v in wanted:
+        if v in known:
+            continue
+        close = difflib.get_close_matches(v, known, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}?" if close else f"the sweep has {', '.join(known)}"
+        out.append(f"{key}: {v} is not a variant of this sweep ({hint}); add it to the sweep or drop it from {key}")
+    return out
+
+
 def cross_field_problems(cfg: AuditConfig) -> list[str]:
     """Rules between settings that no single key's schema can state."""
     out = []
@@ -581,6 +597,15 @@ def cross_field_problems(cfg: AuditConfig) -> list[str]:
         if cfg.causal_variants(name) and point not in ("hook_resid_post", "hook_resid_pre"):
             out.append(f"causal: models.{name}.hook {m.hook} is not in the residual stream, where the causal audit "
                        "edits; set causal.variants: [] or hook a residual stream")
+    for name, m in cfg.models.items():
+        sequences = -(-c.n_tokens // c.context_length)
+        audited = sequences * (c.context_length - (1 if m.exclude_bos else 0))
+        if cfg.survival.active_min_tokens > audited:
+            out.append(f"survival.active_min_tokens ({cfg.survival.active_min_tokens}) is more than the {audited} audit "
+                       f"tokens models.{name} is encoded on, so no feature could be audited; lower it or raise "
+                       "corpus.n_tokens")
+    if cfg.causal.variants != CausalConfig.variants:  # named by the user: each must be in the sweep
+        out += unknown_variants(cfg, cfg.causal.variants, "causal.variants")
     if cfg.gate.watchlist and not Path(cfg.gate.watchlist).is_file():
         out.append(f"gate.watchlist: {cfg.gate.watchlist} does not exist; give a text file of feature ids, one per line")
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -21,10 +22,38 @@ def remove_leftovers(path: Path) -> None:
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
 
 
+def disk_full(e: BaseException) -> bool:
+    """The write failed for want of space: an OSError saying so, or a library's own error
+    wrapping one (safetensors' StorageFull, pyarrow's IOError text)."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e)
+    return any(s in text for s in ("No space left on device", "StorageFull", "Disk quota exceeded"))
+
+
+def _size(p: Path) -> int:
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size if p.exists() else 0
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def no_space(path: Path, tmp: Path) -> AuditError:
+    """One line naming the output, what it had taken when the disk filled, and what is free."""
+    free = shutil.disk_usage(path.parent).free
+    return AuditError(f"{path}: the disk is full ({_mib(free)} free); this output needs more than the {_mib(_size(tmp))} "
+                      "written before it stopped, and was not kept: free space (or set results to a larger disk), "
+                      "then run the same command again")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, seal: bool = True):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
-    `seal` records its checksum first (integrity.py): what every result file carries."""
+    `seal` records its checksum first (integrity.py): what every result file carries. A full
+    disk ends in one AuditError line, the temporary removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
@@ -35,6 +64,10 @@ def atomic_path(path: str | os.PathLike, seal: bool = True):
         if seal:
             seal_file(tmp, path)
         os.replace(tmp, path)
+    except Exception as e:
+        if disk_full(e):
+            raise no_space(path, Path(tmp)) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -54,6 +87,10 @@ def atomic_dir(path: str | os.PathLike):
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except Exception as e:
+        if disk_full(e):
+            raise no_space(path, tmp) from None
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

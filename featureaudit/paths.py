@@ -26,3 +26,8 @@ def resolve_path(path: str) -> str:
     if not file.exists():
         raise AuditError(f"{file} does not exist in package {package!r}; check models.<name>.path")
     return str(file)
+
+
+def looks_local(path: str) -> bool:
+    """A path the user means as a file or folder here (not a hub id like org/name)."""
+    return path.startswith(("/", "./", "../", "~", "package:")) or os.path.exists(os.path.expanduser(path))

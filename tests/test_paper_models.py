@@ -17,13 +17,18 @@ from test_workflow import job_counts
 
 
 def test_paper_config_builds_the_full_dag_offline(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
          "--configfile", str(REPO / "config" / "paper.yaml")],
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # a plan needs no download: what a run would have to fetch is said as notes, one per key
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("featureaudit: note: ")]
+    keys = ("models.pythia70m.path", "models.pythia70m.sae", "models.gemma2_2b.path", "models.gemma2_2b.sae",
+            "corpus.name")
+    assert len(notes) == len(keys) and all(sum(f"note: {k}: " in n for n in notes) == 1 for k in keys), notes
     counts = job_counts(proc.stdout)
     # 2 models x (fp + 5 RTN + 3 per-tensor RTN + 6 pruning + 5 matched) variants.
     assert counts["variant"] == counts["survival"] == 2 * 20

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -346,3 +347,78 @@ def test_damaged_outputs_are_found_and_named_one_line_each(uninterrupted, tmp_pa
     proc = project.snakemake("-n", *(str(d.relative_to(copy)) for d in damaged))
     counts = job_counts(proc.stdout)
     assert counts == {"sae": 1, "variant": 2}, counts
+
+
+# --------------------------------------------------------------------------- a full disk, a second run
+
+FRAME = re.compile(r'^\s*File "[^"]+", line \d+', re.M)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_stops_in_one_line_and_the_same_command_finishes_after(uninterrupted, tiny_models, tmp_path):
+    """Results on a tmpfs too small for them: one line naming the output and what it needed, no
+    traceback, nothing half-written (every file left verifies, no temporaries); after the disk is
+    enlarged the same command finishes, byte-identical to an uninterrupted run."""
+    want = tree(uninterrupted.workdir / "results")
+    project = kill_project(tmp_path / "full", tiny_models)
+    results = project.workdir / "results"
+    results.mkdir()
+    size_kib = sum(len(b) for b in want.values()) // 2 // 1024  # half of what the audit writes
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(results)],
+                           capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+    try:
+        proc = project.snakemake(check=False)
+        console = proc.stdout + proc.stderr
+        full = [line for line in proc.stderr.splitlines() if "the disk is full" in line]
+        assert proc.returncode != 0 and len(full) == 1, console[-3000:]
+        print(full[0])
+        assert full[0].startswith("featureaudit: results/tiny/") and "needs more than the" in full[0], full
+        assert "Traceback" not in console and not FRAME.search(console), console[-3000:]
+        assert not [p for p in results.rglob("*.tmp")], "a temporary was left behind"
+        assert scan(str(results), full=True) == [], "a half-written output was left where a run would trust it"
+        left = tree(results)
+        assert all(want[name] == data for name, data in left.items()), "a kept output differs from a clean run's"
+        subprocess.run(["mount", "-o", "remount,size=512m", str(results)], check=True)
+        project.snakemake()  # the same command, once more
+        got = tree(results)
+        assert sorted(got) == sorted(want)
+        assert not [name for name in want if got[name] != want[name]]
+    finally:
+        subprocess.run(["umount", "-l", str(results)], capture_output=True)
+
+
+def test_a_second_run_beside_one_at_work_says_so_and_changes_nothing(uninterrupted, tiny_models, tmp_path):
+    """The same command started while a run is at work in the folder: one line naming the
+    process that holds it, nothing started or changed (the first run is paused meanwhile, so
+    that any change would be the second run's); the first then finishes as if alone."""
+    project = kill_project(tmp_path / "busy", tiny_models)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(project.workdir),
+           "--configfile", str(project.config_path), "--cores", "2"]
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while "rule variant:" not in log.read_text():
+            assert first.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        os.killpg(first.pid, signal.SIGSTOP)
+        before = {p: (p.read_bytes() if p.is_file() else None) for p in project.workdir.rglob("*")
+                  if ".snakemake" not in p.parts and "logs" not in p.parts}
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        after = {p: (p.read_bytes() if p.is_file() else None) for p in project.workdir.rglob("*")
+                 if ".snakemake" not in p.parts and "logs" not in p.parts}
+        os.killpg(first.pid, signal.SIGCONT)
+        lines = [line for line in second.stderr.splitlines() if line.startswith("featureaudit:")]
+        assert second.returncode != 0 and len(lines) == 1, second.stderr[-3000:]
+        assert f"another Snakemake run is at work in {project.workdir.resolve()} (pid " in lines[0]
+        assert "Traceback" not in second.stderr + second.stdout and not re.search(r"^(local)?rule \w+:", second.stdout, re.M)
+        assert after == before, "the second run changed something"
+        assert first.wait(timeout=900) == 0, log.read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    want, got = tree(uninterrupted.workdir / "results"), tree(project.workdir / "results")
+    assert sorted(got) == sorted(want) and not [name for name in want if got[name] != want[name]]

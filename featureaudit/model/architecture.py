@@ -36,14 +36,20 @@ def hidden_size(config: Any) -> int:
     return int(config_value(getattr(config, "config", config), "hidden_size"))
 
 
-def linear_input_widths(config: Any) -> set[int]:
-    """Input widths of the block linears: the residual stream (q, k, v, gate, up), the MLP
-    (down) and the attention heads (output projection)."""
+def part_input_widths(config: Any) -> dict[str, set[int]]:
+    """Input widths of the block linears by part: attention reads the residual stream (q, k, v)
+    and the heads (output projection); the MLP reads the residual stream (gate, up) and its
+    own width (down)."""
     d = hidden_size(config)
     heads = int(config_value(config, "num_attention_heads") or 1)
     head_dim = int(config_value(config, "head_dim") or d // heads)
     ffn = int(config_value(config, "intermediate_size") or 4 * d)
-    return {d, ffn, heads * head_dim}
+    return {"attn": {d, heads * head_dim}, "mlp": {d, ffn}}
+
+
+def linear_input_widths(config: Any) -> set[int]:
+    """Input widths of all the block linears."""
+    return set().union(*part_input_widths(config).values())
 
 
 def decoder_layers(model):

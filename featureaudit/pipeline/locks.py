@@ -44,6 +44,20 @@ def busy_processes(workdir) -> list[tuple[int, str]]:
     return found
 
 
+def run_in_progress(workdir=".") -> str | None:
+    """One line saying which Snakemake process is at work in `workdir`, if one is: a second run
+    started beside it would wait on its lock, or race it for the same outputs."""
+    held = Path(workdir) / LOCKS
+    if not Path("/proc/self").exists() or not (held.is_dir() and any(held.glob("*.lock"))):
+        return None  # a run at work holds Snakemake's lock: no lock, no run to race
+    busy = busy_processes(workdir)
+    if not busy:
+        return None
+    pid, cmd = busy[0]
+    return (f"another Snakemake run is at work in {os.path.realpath(workdir)} (pid {pid}: {cmd[:80]}); "
+            "nothing was started or changed: wait for it to end, or stop it, then run this command again")
+
+
 def clear_stale_lock(workdir=".") -> str | None:
     """Remove a lock no live process holds; returns a one-line note of what was done, or of
     why the lock stays (None when there is no lock or this system has no /proc)."""

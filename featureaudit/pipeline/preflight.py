@@ -1,10 +1,11 @@
 """Checks that run when the workflow starts, before any job: everything that can be known
 from local files fails here rather than after an hour of capture. Files and folders the config
-names (readable, not empty, safetensors not pickles), the corpus against the token budget,
-settings against each other (config.cross_field_problems), hook, SAE width and hook, block
-sizes against the model's widths, checkpoints against the reference, the device, the results
-folder. Every problem is collected and reported together, one line each. Nothing here touches
-the network; hub ids are checked when loaded."""
+names (readable, not empty, safetensors not pickles, each opened far enough to know it is what it
+claims: artifacts.py), the watch-list's ids, the corpus against every split's budget, settings
+against each other (config.cross_field_problems), hook, SAE width and hook, block and group
+sizes of formats and producers against the model's widths, checkpoints against the reference,
+the device, the results folder. Every problem is collected and reported together, one line
+each. Nothing here touches the network: what would come from the hub is hub.py's."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from ..config import cross_field_problems
 from ..errors import AuditError, Problems
 from ..hooks import parse_hook
 from ..io import atomic_path
-from ..model.architecture import config_value, hidden_size, linear_input_widths, n_layers, text_config
+from ..inputs.watchlist import check_ids, read_watchlist
+from ..model.architecture import config_value, hidden_size, linear_input_widths, n_layers, part_input_widths, text_config
 from ..model.reference import unsupported_gguf
-from ..paths import resolve_path
+from ..paths import looks_local, resolve_path
 from ..sae.frozen import check_hook, check_width, saved_sae_metadata
 from ..variants import parse_variant
+from .artifacts import check_artifact
 
 
 def model_config(source: str, path: str, name: str = "<name>") -> dict | None:
@@ -57,22 +60,46 @@ def model_shape(source: str, path: str, name: str = "<name>") -> dict | None:
     return shape_of(config) if config is not None else None
 
 
-#: Where the config of a GGUF file is remembered between starts, below the working directory.
-GGUF_CONFIG_CACHE = Path(".snakemake") / "featureaudit" / "gguf_configs.json"
+#: What start-up learnt from a file, remembered between starts below the working directory.
+FILE_FACTS = Path(".snakemake") / "featureaudit" / "file_facts.json"
+
+
+def remembered(kind: str, file: str, compute):
+    """compute(), kept between starts and keyed by the file's path, size and modification time:
+    reading a large file's header on every start (and on a cluster, in every job) costs seconds."""
+    stat = os.stat(file)
+    key = f"{kind}:{os.path.realpath(file)}:{stat.st_size}:{stat.st_mtime_ns}"
+    try:
+        facts = json.loads(FILE_FACTS.read_text())
+    except (OSError, ValueError):
+        facts = {}
+    if key in facts:
+        return facts[key]
+    value = compute()
+    try:
+        FILE_FACTS.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(FILE_FACTS, seal=False) as tmp:
+            tmp.write_text(json.dumps({**facts, key: value}, indent=1))
+    except OSError:
+        pass  # a read-only working directory: no memory, same answer
+    return value
+
+
+def check_artifact_once(path: str, key: str) -> None:
+    """check_artifact, remembered for a file that passed (a folder is checked every time: cheap)."""
+    if os.path.isfile(path):
+        remembered("complete-v1", path, lambda: check_artifact(path, key) or True)
+    else:
+        check_artifact(path, key)
 
 
 def _gguf_config(file: str, name: str) -> dict:
     """The transformers config of a GGUF file. Reading it means importing transformers and
-    parsing the whole header (vocabulary included): 10-20 s on a small CPU, on every start. So
-    the result is kept, keyed by the file's path, size and modification time."""
-    stat = os.stat(file)
-    key = f"v3:{os.path.realpath(file)}:{stat.st_size}:{stat.st_mtime_ns}"
-    try:
-        cached = json.loads(GGUF_CONFIG_CACHE.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    if key in cached:
-        return cached[key]
+    parsing the whole header (vocabulary included): 10-20 s on a small CPU, on every start."""
+    return remembered("config-v3", file, lambda: _read_gguf_config(file, name))
+
+
+def _read_gguf_config(file: str, name: str) -> dict:
     from transformers import AutoConfig
 
     try:
@@ -83,14 +110,7 @@ def _gguf_config(file: str, name: str) -> dict:
         raise
     keep = ("num_hidden_layers", "hidden_size", "intermediate_size", "vocab_size", "model_type",
             "num_attention_heads", "head_dim", "max_position_embeddings")
-    cfg = {k: v for k, v in text_config(cfg).to_dict().items() if k in keep}
-    try:
-        GGUF_CONFIG_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(GGUF_CONFIG_CACHE, seal=False) as tmp:
-            tmp.write_text(json.dumps({**cached, key: cfg}, indent=1))
-    except OSError:
-        pass  # a read-only working directory: no cache, same answer
-    return cfg
+    return {k: v for k, v in text_config(cfg).to_dict().items() if k in keep}
 
 
 def guess_shape(path: str) -> dict:
@@ -112,6 +132,34 @@ def check_widths(config: dict, variants: list[str], name: str) -> None:
             )
 
 
+#: llm-compressor recipes that quantize weights in groups of `group_size` input columns.
+GROUPED_RECIPES = ("gptq-w4a16", "awq-w4a16")
+
+
+def check_producers(config: dict, model) -> None:
+    """Checkpoints the workflow makes must be makeable on this model's widths: a gguf-py mix's
+    block type, an llm-compressor recipe's group size (the producer would refuse in its job)."""
+    parts = part_input_widths(config)
+    problems = Problems()
+    for key, ck in model.checkpoints.items():
+        where = f"models.{model.name}.checkpoints.{key}"
+        for part, t in (ck.mix or {}).items():
+            block = parse_variant(f"gguf-{t}").block
+            bad = sorted(w for w in parts.get(part, ()) if block and w % block)
+            if bad:
+                problems.add(f"{where}.mix.{part}: {t} quantizes in blocks of {block}, but the model's {part} matrices "
+                             f"are {bad[0]} wide; choose a type whose blocks divide it")
+        if ck.llm_compressor in GROUPED_RECIPES:
+            widths = set().union(*parts.values())
+            bad = sorted(w for w in widths if w % ck.group_size)
+            if bad:
+                fits = [g for g in (32, 64, 128, 256) if all(w % g == 0 for w in widths)]
+                problems.add(f"{where}.group_size: {ck.group_size} does not divide the model's {bad[0]}-wide matrices "
+                             f"(llm-compressor's {ck.llm_compressor} would refuse them); "
+                             + (f"use {' or '.join(map(str, fits))}" if fits else "pick a divisor of every width"))
+    problems.raise_any()
+
+
 def check_checkpoint(model, key: str, reference: dict | None) -> None:
     """A checkpoint named by path exists, loads without pickle, and has the reference's
     architecture and sizes."""
@@ -122,14 +170,10 @@ def check_checkpoint(model, key: str, reference: dict | None) -> None:
     path = resolve_path(ck.path)
     check_readable(path, f"{where}.path")
     check_safetensors(path, f"{where}.path")
+    check_artifact_once(path, f"{where}.path")
     config = model_config("gguf" if path.endswith(".gguf") else "hf", path, model.name)
     if reference is not None and config is not None:
         check_compatible(reference, config, where)
-
-
-def looks_local(path: str) -> bool:
-    """A path the user means as a file or folder here (not a hub id like org/name)."""
-    return path.startswith(("/", "./", "../", "~", "package:")) or os.path.exists(os.path.expanduser(path))
 
 
 def check_readable(path: str, key: str, folder: bool | None = None) -> None:
@@ -165,11 +209,15 @@ def check_corpus(cfg) -> None:
     c = cfg.corpus
     if c.source == "hf_dataset":
         return
-    need = 0
+    need, splits = 0, "corpus.n_tokens + corpus.sae_train_tokens + evaluation.n_tokens"
     for name in cfg.models:
         b = cfg.token_budget(name)
         body = b.context_length - (1 if b.prepend_bos else 0)
-        need = max(need, sum(b.sequences(s) for s in ("sae_train", "audit", "heldout")) * body)
+        sequences = sum(b.sequences(s) for s in ("sae_train", "audit", "heldout"))
+        if cfg.calibrates(name):  # drawn after the three splits, from the same text
+            sequences += -(-cfg.calibration.n_tokens // b.context_length)
+            splits += " + calibration.n_tokens"
+        need = max(need, sequences * body)
     if c.source == "text_files":
         problems = Problems()
         for i, path in enumerate(c.paths):
@@ -191,8 +239,8 @@ def check_corpus(cfg) -> None:
                 n_bytes += f.stat().st_size
     if n_bytes < need:
         raise AuditError(
-            f"corpus: the text has {n_bytes} bytes, fewer than the {need} tokens the budget needs (corpus.n_tokens "
-            f"+ corpus.sae_train_tokens + evaluation.n_tokens); add text (corpus.paths) or lower the budget")
+            f"corpus: the text has {n_bytes} bytes, fewer than the {need} tokens the budget needs ({splits}); "
+            "add text (corpus.paths) or lower the budget")
 
 
 def check_results(path: str) -> None:
@@ -227,8 +275,14 @@ def check_model(cfg, name: str, m, problems: Problems) -> dict | None:
         if m.source == "hf":
             problems.check(check_safetensors, m.path, f"{where}.path")
     unreadable = len(problems.lines) > before  # said once: reading its config would say it again
+    if looks_local(m.path) and not unreadable:
+        problems.check(check_artifact_once, resolve_path(m.path), f"{where}.path")
+        unreadable = len(problems.lines) > before
     if m.sae.source == "disk":
         problems.check(check_readable, m.sae.path, f"{where}.sae.path", folder=True)
+        if os.path.isdir(m.sae.path):
+            for weights in sorted(Path(m.sae.path).glob("*.safetensors")):
+                problems.check(check_artifact_once, str(weights), f"{where}.sae.path")
     config = None if unreadable else problems.check(model_config, m.source, m.path, name, prefix=f"{where}: ")
     shape = shape_of(config) if config is not None else None
     problems.check(parse_hook, m.hook, shape["n_layers"] if shape else None, prefix=f"{where}.hook: ")
@@ -240,10 +294,32 @@ def check_model(cfg, name: str, m, problems: Problems) -> dict | None:
             problems.check(check_hook, meta["hook_name"], m.hook, name)
     if config is not None:
         problems.check(check_widths, config, cfg.variants(name), name)
+        problems.check(check_producers, config, m)
         problems.check(check_context, config, cfg, name)
+    problems.check(check_watchlist, cfg, m)
     for key in m.checkpoints:
         problems.check(check_checkpoint, m, key, config)
     return shape
+
+
+def sae_width(m) -> int | None:
+    """The SAE's number of features, where start-up can know it without the hub."""
+    if m.sae.source == "train":
+        return m.sae.train.d_sae
+    if m.sae.source == "disk" and os.path.isdir(m.sae.path):
+        return saved_sae_metadata(m.sae.path, key=f"models.{m.name}.sae.path").get("d_sae")
+    return None
+
+
+def check_watchlist(cfg, m) -> None:
+    """The watch-list the config names parses, and names features of this model's SAE."""
+    path = cfg.gate.watchlist
+    if not path or not os.path.isfile(path):
+        return  # a missing file is config.cross_field_problems's line
+    ids = read_watchlist(path, key="gate.watchlist")
+    d_sae = sae_width(m)
+    if d_sae:
+        check_ids(ids, d_sae, path, key=f"gate.watchlist (models.{m.name})")
 
 
 def check_context(config: dict, cfg, name: str) -> None:
@@ -257,13 +333,19 @@ def check_context(config: dict, cfg, name: str) -> None:
             raise AuditError(f"{key} ({value}) is longer than models.{name} can attend to ({limit} positions); lower it")
 
 
-def preflight(cfg, local: bool = True) -> dict:
+def preflight(cfg, local: bool = True, hub: bool = False) -> dict:
     """Every check that needs no model loaded, across the whole config; all failures are
     raised together (one line each). Returns each model's shape. `local`: jobs run on this
-    machine (not a cluster), so the device is checked here too."""
+    machine (not a cluster), so the device is checked here too. `hub`: say what would be
+    downloaded and cannot be (the process the user started; not every cluster job)."""
     problems = Problems()
     for line in cross_field_problems(cfg):
         problems.add(line)
+    if hub:
+        from .hub import hub_problems
+
+        for line in hub_problems(cfg):
+            problems.add(line)
     problems.check(check_results, cfg.results)
     problems.check(check_device, cfg.device, local)
     problems.check(check_corpus, cfg)

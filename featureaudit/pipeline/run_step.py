@@ -74,11 +74,45 @@ def run_step(snakemake, step, *args, **kwargs):
     except AuditError as e:
         print(f"featureaudit: {e}", file=sys.stderr)
         sys.exit(1)
-    except Exception:
-        traceback.print_exc(file=sys.stderr)
-        raise
+    except Exception as e:
+        # Not anticipated (a bug, or the environment): the traceback is for whoever debugs it,
+        # in the log; the console gets one line saying which rule, reading what, and where to look.
+        if log:
+            traceback.print_exc(file=log)
+        else:
+            traceback.print_exc(file=sys.__stderr__)
+        print(failure_line(snakemake, e), file=sys.stderr)
+        sys.exit(1)
     finally:
         if log:
             sys.stderr = sys.__stderr__
             log.close()
 
+
+def failure_line(snakemake, e: BaseException) -> str:
+    reading = input_being_read(e, [str(v) for v in snakemake.input])
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    where = f" while reading {reading}" if reading else ""
+    log = f"; the traceback is in {snakemake.log[0]}" if snakemake.log else ""
+    return f"featureaudit: rule {snakemake.rule} failed{where}: {type(e).__name__}: {first}{log}"
+
+
+def input_being_read(e: BaseException, inputs: list[str]) -> str | None:
+    """The rule's input (or a file inside an input folder) that the innermost frame of the
+    traceback holding one was working on: the file the step was reading when it failed."""
+    roots = {os.path.abspath(p) for p in inputs}
+    frames = []
+    tb = e.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for value in frame.f_locals.values():
+            if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+                try:
+                    p = os.path.abspath(os.fspath(value))
+                except (TypeError, ValueError):
+                    continue
+                if p in roots or any(p.startswith(r + os.sep) for r in roots):
+                    return os.fspath(value)
+    return None

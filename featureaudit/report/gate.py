@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..config import GateConfig
 from ..errors import AuditError
+from ..inputs.watchlist import check_ids, read_watchlist
 from ..integrity import sidecar, verify_file
 
 REQUIRED = ("variant", "n_active", "frac_survived", "frac_damaged", "perplexity")
@@ -61,28 +62,8 @@ def fraction_failures(row, variant: str, gate: GateConfig) -> tuple[list[str], s
     return failures, passed
 
 
-def read_watchlist(path) -> list[int]:
-    if not Path(path).is_file():
-        raise AuditError(f"--watchlist {path} does not exist; give a text file of feature ids, one per line")
-    ids = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        try:
-            ids.append(int(text))
-        except ValueError:
-            raise AuditError(f"{path}:{n}: {text!r} is not a feature id; list one integer per line") from None
-    if not ids:
-        raise AuditError(f"{path} lists no feature ids; one integer per line")
-    return ids
-
-
 def watchlist_failures(survival: pd.DataFrame, ids: list[int], variant: str, path) -> list[str]:
-    d_sae = len(survival)
-    bad = [i for i in ids if not 0 <= i < d_sae]
-    if bad:
-        raise AuditError(f"{path}: feature {bad[0]} is out of range; the SAE has features 0 to {d_sae - 1}")
+    check_ids(ids, len(survival), path)
     table = survival.set_index("feature")
     failures = []
     for i in ids:

@@ -10,7 +10,8 @@ from featureaudit.errors import AuditError
 from featureaudit.figure_names import FIGURES
 from featureaudit.integrity import scan
 from featureaudit.paths import resolve_path
-from featureaudit.pipeline.locks import clear_stale_lock
+from featureaudit.pipeline.hub import hub_problems
+from featureaudit.pipeline.locks import clear_stale_lock, run_in_progress
 from featureaudit.pipeline.preflight import preflight
 from featureaudit.pipeline.rerun_triggers import closure_hash
 from featureaudit.variants import QUANTIZED_PATTERN, VARIANT_PATTERN, may_equal_reference
@@ -26,14 +27,51 @@ def fail(error):
     sys.exit("\n".join(f"featureaudit: {line}" for line in str(error).splitlines()))
 
 
+def runs_jobs():
+    """Whether this start will run jobs (not -n, --lint, --rulegraph, --report, ...): Snakemake
+    decides that only after reading this file, so its command line is read here."""
+    from snakemake.cli import get_argument_parser
+
+    args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    listings = (
+        "dryrun",
+        "lint",
+        "rulegraph",
+        "dag",
+        "filegraph",
+        "d3dag",
+        "report",
+        "list_rules",
+        "list_target_rules",
+        "summary",
+        "detailed_summary",
+        "unlock",
+        "containerize",
+    )
+    return not any(getattr(args, name, None) for name in listings)
+
+
+RUNS_JOBS = workflow.is_main_process and runs_jobs()
+if RUNS_JOBS:
+    # A second run beside one at work would race it for the same outputs: say so, touch nothing.
+    busy = run_in_progress()
+    if busy:
+        fail(busy)
+
 try:
     # load_config validates against workflow/schemas/config.schema.yaml and the cross-field
-    # rules; preflight checks files, models, SAEs, corpus, device and results folder. Each
-    # collects every problem, so a config with five mistakes fails once, with five lines.
+    # rules; preflight checks files, models, SAEs, corpus, device, results folder and what would
+    # come from the hub. Each collects every problem, so a config with five mistakes fails once,
+    # with five lines.
     CFG = load_config(config)
-    SHAPES = preflight(CFG, local=workflow.local_exec)
+    SHAPES = preflight(CFG, local=workflow.local_exec, hub=RUNS_JOBS)
 except AuditError as e:
     fail(e)
+
+if workflow.is_main_process and not RUNS_JOBS:
+    # A plan (-n, --rulegraph) needs no download: what a run would fail to fetch is said, not fatal.
+    for line in hub_problems(CFG):
+        print(f"featureaudit: note: {line}", file=sys.stderr)
 
 if workflow.is_main_process:
     # Only the process the user started: jobs (on a cluster, each re-reads this file) would

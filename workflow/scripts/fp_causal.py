@@ -1,8 +1,8 @@
 # Thin: unpack the snakemake object, call one library function.
 from featureaudit.config import CaptureSettings, CausalConfig, ModelRun, from_params
+from featureaudit.inputs.watchlist import read_watchlist
 from featureaudit.measure.causal import write_fp_causal
 from featureaudit.pipeline.run_step import run_step
-from featureaudit.report.gate import read_watchlist
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params
 capture = from_params(CaptureSettings, p.capture)
