@@ -76,14 +76,20 @@ def test_cross_key_constraints_stop_the_start(tmp_path, tiny_models):
     assert "use 32 or 64" in next(line for line in lines if "group_size" in line)
 
 
-def test_the_watch_list_is_read_at_start_up(tmp_path, tiny_models):
-    """Ids that do not parse, and ids outside the SAE, stop the start (they used to pass until
-    the gate read them)."""
+def test_files_the_config_names_are_read_at_start_up(tmp_path, tiny_models):
+    """The watch-list's ids that do not parse or lie outside the SAE (they used to pass until the
+    gate read them), and a corpus file that is not text (it would be tokenized as replacement
+    characters)."""
     p = project(tmp_path, tiny_models)
     watch = tmp_path / "watch.txt"
     p.config["gate"] = {"watchlist": str(watch)}
     watch.write_text("3  # a feature\nfeature-7\n")
-    assert_stopped_at_start(start(p), p, [f"gate.watchlist: {watch}:2: 'feature-7' is not a feature id"])
+    archive = tmp_path / "corpus.txt"
+    archive.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4096)
+    p.config["corpus"] = {**p.config["corpus"], "source": "text_files", "paths": [str(archive)]}
+    assert_stopped_at_start(start(p), p, [f"gate.watchlist: {watch}:2: 'feature-7' is not a feature id",
+                                          f"corpus.paths[0]: {archive} is not UTF-8 text"])
+    p.config["corpus"]["source"] = "pydoc"
     watch.write_text("3\n128\n")  # the SAE has 128 features: 0 to 127
     assert_stopped_at_start(start(p), p, [f"{watch}: feature 128 is out of range; the SAE has features 0 to 127"])
 

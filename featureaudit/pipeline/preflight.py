@@ -221,7 +221,8 @@ def check_corpus(cfg) -> None:
     if c.source == "text_files":
         problems = Problems()
         for i, path in enumerate(c.paths):
-            problems.check(check_readable, path, f"corpus.paths[{i}]", folder=False)
+            if problems.check(check_readable, path, f"corpus.paths[{i}]", folder=False) is None:
+                problems.check(check_text, path, f"corpus.paths[{i}]")
         problems.raise_any()
         n_bytes = sum(os.path.getsize(os.path.expanduser(p)) for p in c.paths)
     else:
@@ -241,6 +242,20 @@ def check_corpus(cfg) -> None:
         raise AuditError(
             f"corpus: the text has {n_bytes} bytes, fewer than the {need} tokens the budget needs ({splits}); "
             "add text (corpus.paths) or lower the budget")
+
+
+def check_text(path: str, key: str) -> None:
+    """A corpus file is text (UTF-8; its first 64 KiB are read): a model file or an archive named
+    there would be tokenized as replacement characters without a word."""
+    head = Path(os.path.expanduser(path)).open("rb").read(65536)
+    try:
+        if b"\0" in head:
+            raise UnicodeDecodeError("utf-8", head, head.index(b"\0"), head.index(b"\0") + 1, "a NUL byte")
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.reason == "unexpected end of data" and e.start >= len(head) - 4:
+            return  # a character cut at the 64 KiB boundary
+        raise AuditError(f"{key}: {path} is not UTF-8 text ({e.reason} at byte {e.start}); give text files") from None
 
 
 def check_results(path: str) -> None:
