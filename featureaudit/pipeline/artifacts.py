@@ -6,7 +6,8 @@ instead of a traceback from a format library an hour later.
 
 Reading a whole GGUF header with gguf-py takes seconds (a 49 K-token vocabulary is thousands of
 small arrays); this walks the same layout with `struct`, skipping values it does not need, and
-uses gguf-py only for the block sizes of its tensor types."""
+uses gguf-py only for the block sizes of its tensor types. A file that passed is remembered by
+path, size and modification time (`remembered`), so each start after the first costs a `stat`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import struct
 from pathlib import Path
 
 from ..errors import AuditError
+from ..io import atomic_path
 
 GGUF_MAGIC = b"GGUF"
 #: Byte sizes of GGUF's scalar value types (gguf-py's GGUFValueType numbering): uint8, int8,
@@ -189,3 +191,36 @@ def check_artifact(path: str | os.PathLike, key: str) -> None:
         with open(p, "rb") as f:
             if f.read(4) == GGUF_MAGIC:
                 check_gguf(p, key)
+
+
+#: What start-up learnt from a file, remembered between starts below the working directory.
+FILE_FACTS = Path(".snakemake") / "featureaudit" / "file_facts.json"
+
+
+def remembered(kind: str, file: str, compute):
+    """compute(), kept between starts and keyed by the file's path, size and modification time:
+    reading a large file's header on every start (and on a cluster, in every job) costs seconds."""
+    stat = os.stat(file)
+    key = f"{kind}:{os.path.realpath(file)}:{stat.st_size}:{stat.st_mtime_ns}"
+    try:
+        facts = json.loads(FILE_FACTS.read_text())
+    except (OSError, ValueError):
+        facts = {}
+    if key in facts:
+        return facts[key]
+    value = compute()
+    try:
+        FILE_FACTS.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(FILE_FACTS, seal=False) as tmp:
+            tmp.write_text(json.dumps({**facts, key: value}, indent=1))
+    except OSError:
+        pass  # a read-only working directory: no memory, same answer
+    return value
+
+
+def check_artifact_once(path: str, key: str) -> None:
+    """check_artifact, remembered for a file that passed (a folder is checked every time: cheap)."""
+    if os.path.isfile(path):
+        remembered("complete-v1", path, lambda: check_artifact(path, key) or True)
+    else:
+        check_artifact(path, key)

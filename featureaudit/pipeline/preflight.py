@@ -26,7 +26,7 @@ from ..model.reference import unsupported_gguf
 from ..paths import looks_local, resolve_path
 from ..sae.frozen import check_hook, check_width, saved_sae_metadata
 from ..variants import parse_variant
-from .artifacts import check_artifact
+from .artifacts import check_artifact_once, remembered
 
 
 def model_config(source: str, path: str, name: str = "<name>") -> dict | None:
@@ -58,39 +58,6 @@ def model_shape(source: str, path: str, name: str = "<name>") -> dict | None:
     """{'n_layers', 'd_model', 'n_params'} from a local model's config, or None if not local."""
     config = model_config(source, path, name)
     return shape_of(config) if config is not None else None
-
-
-#: What start-up learnt from a file, remembered between starts below the working directory.
-FILE_FACTS = Path(".snakemake") / "featureaudit" / "file_facts.json"
-
-
-def remembered(kind: str, file: str, compute):
-    """compute(), kept between starts and keyed by the file's path, size and modification time:
-    reading a large file's header on every start (and on a cluster, in every job) costs seconds."""
-    stat = os.stat(file)
-    key = f"{kind}:{os.path.realpath(file)}:{stat.st_size}:{stat.st_mtime_ns}"
-    try:
-        facts = json.loads(FILE_FACTS.read_text())
-    except (OSError, ValueError):
-        facts = {}
-    if key in facts:
-        return facts[key]
-    value = compute()
-    try:
-        FILE_FACTS.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(FILE_FACTS, seal=False) as tmp:
-            tmp.write_text(json.dumps({**facts, key: value}, indent=1))
-    except OSError:
-        pass  # a read-only working directory: no memory, same answer
-    return value
-
-
-def check_artifact_once(path: str, key: str) -> None:
-    """check_artifact, remembered for a file that passed (a folder is checked every time: cheap)."""
-    if os.path.isfile(path):
-        remembered("complete-v1", path, lambda: check_artifact(path, key) or True)
-    else:
-        check_artifact(path, key)
 
 
 def _gguf_config(file: str, name: str) -> dict:
