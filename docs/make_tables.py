@@ -70,8 +70,11 @@ def _name(row) -> str:
 
 def provenance(run: dict, summary: pd.DataFrame) -> str:
     n = int(summary.loc[summary.variant == "fp", "n_active"].iloc[0])
+    def count(x: int) -> str:
+        return f"{x:,}".replace(",", " ")
+
     return (f"*`{run['command']}` at commit {run['commit']} on {run['machine']}, {run['date']}: "
-            f"{n:,} FP-active features of {run['d_sae']:,}.*".replace(",", " "))
+            f"{count(n)} FP-active features of {count(run['d_sae'])}.*")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -130,7 +133,7 @@ def causal(summary: pd.DataFrame, run: dict) -> str:
 def runtime(summary: pd.DataFrame, run: dict) -> str:
     """findings.md: llama.cpp's own activations against the transformers path."""
     s = summary[summary.runtime_rel_error.map(lambda x: not _missing(x))]
-    rows = [[_name(r), _bits(r), r["tensor_types"] or "(F32 reference)", f"{r['runtime_rel_error']:.4f}",
+    rows = [[_name(r), _bits(r), "(F32 reference)" if _missing(r["tensor_types"]) else r["tensor_types"], f"{r['runtime_rel_error']:.4f}",
              f"{_pct(r['runtime_frac_survived_transformers'])} → {_pct(r['runtime_frac_survived'])}",
              f"{_pct(r['runtime_frac_damaged_transformers'])} → {_pct(r['runtime_frac_damaged'])}",
              _pct(r["runtime_status_agreement"])] for r in s.to_dict("records")]
