@@ -15,22 +15,17 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, TinyProject, base_config
+from conftest import REPO, TinyProject
+from test_reliability import kill_project
 from tiny_models import write_tiny_gguf
-
-SAE_TRAIN = {"d_sae": 128, "k": 8, "steps": 60, "batch_size": 256, "lr": 0.001}
 FRAME = re.compile(r'^\s*File "[^"]+", line \d+', re.M)
 
 
 def project(tmp_path: Path, tiny_models, **model) -> TinyProject:
-    cfg = base_config(Path("results"))
-    cfg["results"] = "results"
-    cfg["models"]["tiny"] = {"source": "hf", "path": str(tiny_models["llama"]), "hook": "blocks.2.hook_resid_post",
-                             "sae": {"source": "train", "train": dict(SAE_TRAIN)}, **model}
-    p = TinyProject(tmp_path / "work", cfg)
-    p.workdir.mkdir(exist_ok=True)
+    """The reliability tests' smallest whole audit, with `model` keys added to its model."""
+    p = kill_project(tmp_path / "work", tiny_models)
+    p.config["models"]["tiny"].update(model)
     p.write()
     return p
 

@@ -44,13 +44,16 @@ def busy_processes(workdir) -> list[tuple[int, str]]:
     return found
 
 
+def held_locks(workdir=".") -> list[Path]:
+    """Snakemake's lock files in `workdir` (none where there is no /proc to check them against)."""
+    locks = Path(workdir) / LOCKS
+    return sorted(locks.glob("*.lock")) if locks.is_dir() and Path("/proc/self").exists() else []
+
+
 def run_in_progress(workdir=".") -> str | None:
-    """One line saying which Snakemake process is at work in `workdir`, if one is: a second run
-    started beside it would wait on its lock, or race it for the same outputs."""
-    held = Path(workdir) / LOCKS
-    if not Path("/proc/self").exists() or not (held.is_dir() and any(held.glob("*.lock"))):
-        return None  # a run at work holds Snakemake's lock: no lock, no run to race
-    busy = busy_processes(workdir)
+    """One line saying which Snakemake process is at work in `workdir`, if one is: a run at
+    work holds the lock, and a second run started beside it would race it for the same outputs."""
+    busy = busy_processes(workdir) if held_locks(workdir) else []
     if not busy:
         return None
     pid, cmd = busy[0]
@@ -60,16 +63,13 @@ def run_in_progress(workdir=".") -> str | None:
 
 def clear_stale_lock(workdir=".") -> str | None:
     """Remove a lock no live process holds; returns a one-line note of what was done, or of
-    why the lock stays (None when there is no lock or this system has no /proc)."""
-    locks = Path(workdir) / LOCKS
-    held = sorted(locks.glob("*.lock")) if locks.is_dir() else []
-    if not held or not Path("/proc/self").exists():
+    why the lock stays (None when there is no lock)."""
+    held = held_locks(workdir)
+    if not held:
         return None
-    busy = busy_processes(workdir)
+    busy = run_in_progress(workdir)
     if busy:
-        pid, cmd = busy[0]
-        return (f"another Snakemake run, or a job of an interrupted one, is still at work here (pid {pid}: "
-                f"{cmd[:80]}); wait for it to end or kill it, then rerun")
+        return busy
     for f in held:
         f.unlink(missing_ok=True)
     return "cleared the lock a killed run left behind (no Snakemake process is at work here)"
