@@ -188,7 +188,9 @@ def check_corpus(cfg) -> None:
     if c.source == "text_files":
         problems = Problems()
         for i, path in enumerate(c.paths):
-            if problems.check(check_readable, path, f"corpus.paths[{i}]", folder=False) is None:
+            before = len(problems.lines)
+            problems.check(check_readable, path, f"corpus.paths[{i}]", folder=False)
+            if len(problems.lines) == before:  # readable: is it text?
                 problems.check(check_text, path, f"corpus.paths[{i}]")
         problems.raise_any()
         n_bytes = sum(os.path.getsize(os.path.expanduser(p)) for p in c.paths)
