@@ -46,8 +46,11 @@ class TinyProject:
     def write(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
 
-    def add_bits(self, b: int) -> None:
+    def add_bits(self, b: int, causal: bool = False) -> None:
+        """A bit-width more (and its causal audit, with `causal`)."""
         self.config["quantization"]["bits"] = list(self.config["quantization"]["bits"]) + [b]
+        if causal:
+            self.config["causal"]["variants"] = list(self.config["causal"]["variants"]) + [f"rtn-w{b}"]
         self.write()
 
     def snakemake(self, *args, check=True, timeout=900) -> subprocess.CompletedProcess:
@@ -102,7 +105,7 @@ def arch_project(tmp_path_factory, tiny_models) -> TinyProject:
     neox_sae = save_saelens_sae(workdir / "neox_sae", 64, "blocks.1.hook_resid_post")
     cfg = base_config(workdir / "results")
     cfg["quantization"]["bits"] = [4]
-    cfg["causal"] = {"variants": ["rtn-w4", "rtn-w6"], "features": 8, "pool": 8, "splice_sequences": 4}
+    cfg["causal"] = {"variants": ["rtn-w4"], "features": 8, "pool": 8, "splice_sequences": 4}
     cfg["pruning"]["match"] = True
     cfg["evaluation"]["sliding"] = True
     cfg["models"]["neox"] = {"source": "hf", "path": str(tiny_models["neox"]), "hook": "blocks.1.hook_resid_post",

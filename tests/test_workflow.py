@@ -172,12 +172,12 @@ def test_workflow_activations_and_codes_match_references(arch_project, tiny_mode
 def test_adding_a_bit_width_schedules_only_the_new_branch(arch_project):
     original = yaml.safe_load(arch_project.config_path.read_text())
     try:
-        arch_project.add_bits(6)
+        arch_project.add_bits(6, causal=True)
         counts = job_counts(arch_project.snakemake("-n").stdout)
     finally:
         arch_project.config = original
         arch_project.write()
-    # rtn-w6 is in the default causal.variants: its causal job is part of its branch
+    # rtn-w6 added to causal.variants too: its causal job is part of its branch, no other causal job reruns
     per_model = {"variant": 2, "survival": 2, "predictability": 2, "causal": 1,
                  "match_pruning": 1, "overlap": 1, "method_overlap": 1, "summary": 1, "figures": 1, "browser": 1}
     expected = {rule: n * len(MODELS) for rule, n in per_model.items()} | {"all": 1}

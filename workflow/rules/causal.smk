@@ -20,7 +20,7 @@ rule fp_causal:
     params:
         run=get_run,
         capture=get_capture_settings,
-        causal=as_params(CFG.causal),
+        causal=CAUSAL,
         code=script_code("fp_causal"),
     script:
         "../scripts/fp_causal.py"
@@ -51,7 +51,7 @@ rule causal:
     params:
         run=get_run,
         capture=get_capture_settings,
-        causal=as_params(CFG.causal),
+        causal=CAUSAL,
         thresholds=as_params(CFG.survival),
         level=CFG.uncertainty.level,
         pruning_scope=CFG.pruning.scope,

@@ -86,6 +86,9 @@ if workflow.is_main_process:
 R = CFG.results
 MODELS = list(CFG.models)
 QUANTIZED = CFG.quantized()
+# The causal jobs' settings, without the list of variants that get one: adding a variant to
+# causal.variants plans its own job, not again those of the variants already there.
+CAUSAL = {k: v for k, v in as_params(CFG.causal).items() if k != "variants"}
 ENV = "../../envs/featureaudit.yaml"
 # Model jobs get half the cores each: on a small machine two single-threaded forwards side by
 # side get more done than one two-threaded forward (measured: 215 vs 147 tokens/s per job).
