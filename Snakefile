@@ -17,6 +17,7 @@ wildcard_constraints:
     variant=VARIANT_PATTERN,
     quantized=QUANTIZED_PATTERN,
     ckpt=r"[A-Za-z0-9_]+",
+    hook=HOOK_PATTERN,
 
 
 include: "workflow/rules/tokens.smk"

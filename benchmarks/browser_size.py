@@ -60,7 +60,7 @@ def synthetic(n_features: int, n_variants: int, k: int, width: int = 15, seed: i
     summary = pd.DataFrame({"variant": variants, "family": "rtn", "bits_per_weight": np.linspace(8, 4, len(variants)),
                             "verdict": "PASS", "frac_survived": 0.9})
     words = {i: f" w{i}" for i in range(49152)}
-    return build_payload("synthetic", variants, survival, risk, contexts, evidence, summary, words,
+    return build_payload("synthetic", "blocks.12.hook_resid_post", ["blocks.12.hook_resid_post"], variants, survival, risk, contexts, evidence, summary, words,
                          {"survived_r": 0.9, "blurred_r": 0.5, "active_min_tokens": 10})
 
 

@@ -8,7 +8,11 @@ random TopK SAE of Gemma Scope's 16k width (benchmarks/random_sae.py). Random we
 measures speed only, never survival.
 
     python benchmarks/capture_throughput.py --arch gemma2-2b --layer 12 --tokens 1048576   # GPU
+    python benchmarks/capture_throughput.py --arch gemma2-2b --layer 6 12 18 --tokens 1048576  # three hooks
     python benchmarks/capture_throughput.py --arch small --layer 2 --tokens 16384          # CPU smoke
+
+With several layers, one forward captures every hook (the variant job's way) and each hook's
+shards are encoded by an SAE of its own; the plain forward runs to the deepest layer.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from transformers import Gemma2Config, Gemma2ForCausalLM
 
 from featureaudit.device import resolve_device, resolve_dtype
 from featureaudit.model.architecture import decoder_layers
-from featureaudit.model.capture import write_activation_shards
+from featureaudit.model.capture import write_hook_shards
 from featureaudit.sae.codes import encode_activations
 from featureaudit.sae.encoder import load_encoder
 from random_sae import write_random_sae
@@ -47,7 +51,7 @@ def sync(device):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="small", choices=ARCHS)
-    ap.add_argument("--layer", type=int, default=2)
+    ap.add_argument("--layer", type=int, nargs="+", default=[2], help="one or several layers (one forward for all)")
     ap.add_argument("--tokens", type=int, default=16384)
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--batch", type=int, default=16)
@@ -62,31 +66,33 @@ def main():
     model = Gemma2ForCausalLM(cfg).to(device=device, dtype=dtype).eval()
     n_seq = args.tokens // args.context
     ids = torch.randint(0, cfg.vocab_size, (n_seq, args.context))
-    hook = f"blocks.{args.layer}.hook_resid_post"
+    hooks = [f"blocks.{layer}.hook_resid_post" for layer in sorted(args.layer)]
+    deepest = max(args.layer)
 
     truncated = copy.deepcopy(model)  # a real copy: truncating a shallow copy truncates the original
     layers = decoder_layers(truncated)
-    del layers[args.layer + 1 :]
-    truncated.config.num_hidden_layers = args.layer + 1
+    del layers[deepest + 1 :]
+    truncated.config.num_hidden_layers = deepest + 1
 
     def plain():
         with torch.no_grad():
             for s in range(0, n_seq, args.batch):
                 out = truncated.model(input_ids=ids[s : s + args.batch].to(device), output_hidden_states=True,
                                       use_cache=False)
-                out.hidden_states[args.layer + 1].shape
+                out.hidden_states[deepest + 1].shape
         sync(device)
 
     sae_dir = tempfile.TemporaryDirectory()
-    sae = load_encoder(write_random_sae(cfg.hidden_size, args.d_sae, args.k, hook, args.context,
-                                        Path(sae_dir.name) / "sae"), device, output=False)
+    saes = {h: load_encoder(write_random_sae(cfg.hidden_size, args.d_sae, args.k, h, args.context,
+                                             Path(sae_dir.name) / h), device, output=False) for h in hooks}
 
     def stage(tmp):
-        write_activation_shards(model, ids, hook, f"{tmp}/acts", batch_size=args.batch, progress=False)
+        write_hook_shards(model, ids, {h: f"{tmp}/acts/{h}" for h in hooks}, batch_size=args.batch, progress=False)
         sync(device)
 
     def codes(tmp):
-        encode_activations(sae, f"{tmp}/acts", f"{tmp}/codes.parquet", progress=False)
+        for h, sae in saes.items():
+            encode_activations(sae, f"{tmp}/acts/{h}", f"{tmp}/{h}.parquet", progress=False)
         sync(device)
 
     plain()  # warm-up (kernels, allocator)
@@ -96,7 +102,7 @@ def main():
         t0 = time.perf_counter(); codes(tmp); t_codes = time.perf_counter() - t0
     tokens = n_seq * args.context
     print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}), dtype {dtype}, "
-          f"arch {args.arch}, hook {hook}, {tokens} tokens, batch {args.batch}x{args.context}, "
+          f"arch {args.arch}, hook {', '.join(hooks)}, {tokens} tokens, batch {args.batch}x{args.context}, "
           f"SAE TopK {args.d_sae}/k{args.k}")
     print(f"plain truncated forward      : {tokens / t_plain:12.0f} tokens/s")
     print(f"activation stage (+shards)   : {tokens / t_stage:12.0f} tokens/s   ratio {t_plain / t_stage:.2f}")

@@ -26,6 +26,8 @@ part() {  # name, then the command
 
 # capture + encode >= 0.5x the plain truncated forward, shard writes included (paper-models issue)
 part capture_throughput $PY benchmarks/capture_throughput.py --arch gemma2-2b --layer 12 --tokens 1048576
+# three hooks from one forward (the whole-network audit), beside the one-hook line above
+part capture_throughput.three-hooks $PY benchmarks/capture_throughput.py --arch gemma2-2b --layer 6 12 18 --tokens 1048576
 # whole variant jobs: Pythia-70M and Gemma-2-2B architectures, random weights
 part variant_job_throughput.pythia-70m $PY benchmarks/variant_job_throughput.py --arch pythia-70m --layer 3 \
     --audit-tokens 1048576 --heldout-tokens 131072 --d-sae 32768

@@ -135,15 +135,15 @@ def main():
               f"audit {ids['audit'].numel()} tokens (batch {args.batch}x{args.context}), held-out "
               f"{ids['heldout'].numel()} tokens (batch {args.eval_batch}), SAE TopK {args.d_sae}/k{args.k}, "
               f"variant {VARIANT}; set-up {setup:.0f} s", flush=True)
-        inputs = VariantInputs(str(tmp / "tokens.parquet"), str(tmp / "reference"), str(tmp / "sae"),
+        inputs = VariantInputs(str(tmp / "tokens.parquet"), str(tmp / "reference"), (str(tmp / "sae"),),
                                str(tmp / "fp_heldout.safetensors"))
         jobs, plains = [], []
         for r in range(args.repeat):
             out = tmp / f"job{r}"
             sync(device)
             t0 = time.perf_counter()
-            write_variant(VARIANT, run, capture, evaluation, True, "layer", inputs,
-                          VariantOutputs(str(out / "activations"), str(out / "codes.parquet"), str(out / "metrics.json")))
+            write_variant(VARIANT, run, [capture], evaluation, True, "layer", inputs,
+                          VariantOutputs(str(out / "activations"), str(out / "codes"), str(out / "metrics.json")))
             sync(device)
             jobs.append(time.perf_counter() - t0)
             audit_s, heldout_s = plain_loop(model, ids, args.layer, args.batch, args.eval_batch, device)

@@ -33,6 +33,13 @@ def snapshot(model: str = MODEL) -> tuple[pd.DataFrame, dict]:
     return summary, json.loads((RESULTS / f"{model}.run.json").read_text())
 
 
+def at_hook(summary: pd.DataFrame, run: dict) -> pd.DataFrame:
+    """The rows of the hook the one-hook tables show (run.json's "hook"; a summary of one hook as is)."""
+    if "hook" not in summary.columns or summary.hook.nunique() == 1:
+        return summary
+    return summary[summary.hook == run["hook"]]
+
+
 def _pct(x) -> str:
     return "" if _missing(x) else f"{100 * x:.1f}"
 
@@ -69,12 +76,16 @@ def _name(row) -> str:
 
 
 def provenance(run: dict, summary: pd.DataFrame) -> str:
-    n = int(summary.loc[summary.variant == "fp", "n_active"].iloc[0])
     def count(x: int) -> str:
         return f"{x:,}".replace(",", " ")
 
-    return (f"*`{run['command']}` at commit {run['commit']} on {run['machine']}, {run['date']}: "
-            f"{count(n)} FP-active features of {count(run['d_sae'])}.*")
+    fp = summary[summary.variant == "fp"]
+    where = f"`{run['command']}` at commit {run['commit']} on {run['machine']}, {run['date']}"
+    if "hook" in fp.columns and fp.hook.nunique() > 1:
+        active = ", ".join(f"{count(int(n))} at layer {int(layer)}" for n, layer in zip(fp.n_active, fp.layer))
+        return f"*{where}: FP-active features of {count(run['d_sae'])} per SAE: {active}.*"
+    hook = f" at {fp.hook.iloc[0]}" if "hook" in fp.columns else ""
+    return f"*{where}: {count(int(fp.n_active.iloc[0]))} FP-active features of {count(run['d_sae'])}{hook}.*"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -85,6 +96,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def quick_look(summary: pd.DataFrame, run: dict) -> str:
     """The README's table: what a newcomer reads first."""
+    summary = at_hook(summary, run)
     rows = [[_name(r), _bits(r), _ci(r, "frac_survived"), _ci(r, "frac_damaged"), _ci(r, "perplexity_change", True),
              f"{r['kl_to_fp']:.3f}", _verdict(r)] for r in summary.to_dict("records")]
     return provenance(run, summary) + "\n\n" + _table(
@@ -94,6 +106,7 @@ def quick_look(summary: pd.DataFrame, run: dict) -> str:
 
 def full(summary: pd.DataFrame, run: dict) -> str:
     """findings.md: every variant with every headline column."""
+    summary = at_hook(summary, run)
     def auc(r):
         if _missing(r["auc"]):
             return ""
@@ -114,6 +127,7 @@ def full(summary: pd.DataFrame, run: dict) -> str:
 
 def causal(summary: pd.DataFrame, run: dict) -> str:
     """findings.md: splice scores and causal survival of the variants in causal.variants."""
+    summary = at_hook(summary, run)
     s = summary[summary.splice_ce_score.map(lambda x: not _missing(x))]
     rows = []
     for r in s.to_dict("records"):
@@ -132,6 +146,7 @@ def causal(summary: pd.DataFrame, run: dict) -> str:
 
 def runtime(summary: pd.DataFrame, run: dict) -> str:
     """findings.md: llama.cpp's own activations against the transformers path."""
+    summary = at_hook(summary, run)
     s = summary[summary.runtime_rel_error.map(lambda x: not _missing(x))]
     rows = [[_name(r), _bits(r), "(F32 reference)" if _missing(r["tensor_types"]) else r["tensor_types"], f"{r['runtime_rel_error']:.4f}",
              f"{_pct(r['runtime_frac_survived_transformers'])} → {_pct(r['runtime_frac_survived'])}",
@@ -142,7 +157,23 @@ def runtime(summary: pd.DataFrame, run: dict) -> str:
          "(rel. error)", "survived %: transformers → llama.cpp", "damaged %: →", "same status %"], rows)
 
 
+def depth(summary: pd.DataFrame, run: dict) -> str:
+    """findings.md: survived share of every variant at every audited layer (95 % intervals)."""
+    if "hook" not in summary.columns:
+        return provenance(run, summary) + "\n\n(one hook: no depth to show)"
+    layers = sorted(summary.layer.unique())
+    rows = []
+    for v in dict.fromkeys(summary.variant):
+        part = summary[summary.variant == v].set_index("layer")
+        rows.append([_name(part.iloc[0])] + [_ci(part.loc[layer], "frac_survived") for layer in layers]
+                    + [_ci(part.loc[layer], "frac_damaged") for layer in layers])
+    return provenance(run, summary) + "\n\n" + _table(
+        ["variant"] + [f"survived % at layer {layer}" for layer in layers]
+        + [f"damaged % at layer {layer}" for layer in layers], rows)
+
+
 TABLES = {"quick-look": (ROOT / "README.md", quick_look), "full": (ROOT / "docs" / "findings.md", full),
+          "depth": (ROOT / "docs" / "findings.md", depth),
           "causal": (ROOT / "docs" / "findings.md", causal), "runtime": (ROOT / "docs" / "findings.md", runtime)}
 
 
@@ -178,6 +209,7 @@ def main() -> None:
     ap.add_argument("--date")
     ap.add_argument("--command", default="make run")
     ap.add_argument("--d-sae", type=int, default=4608)
+    ap.add_argument("--hook", help="with several hooks: the one the one-hook tables show")
     a = ap.parse_args()
     if a.source:
         if not (a.commit and a.machine and a.date):
@@ -185,6 +217,8 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         shutil.copyfile(a.source, RESULTS / f"{MODEL}.summary.csv")
         run = {"command": a.command, "commit": a.commit, "machine": a.machine, "date": a.date, "d_sae": a.d_sae}
+        if a.hook:
+            run["hook"] = a.hook
         (RESULTS / f"{MODEL}.run.json").write_text(json.dumps(run, indent=1) + "\n")
     for path, text in render_all().items():
         path.write_text(text)

@@ -14,9 +14,16 @@ from typing import get_type_hints
 import yaml
 
 from .errors import AuditError, Problems
+from .hooks import parse_hook
 from .variants import GGUF_TYPES, LLAMA_CPP_NEED_IMATRIX, LLAMA_CPP_PRESETS, Variant, check_bits, check_sparsity, parse_variant
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def hook_order(hook: str) -> tuple[int, int]:
+    """Depth order of hook names: by layer, and within a layer as the residual stream runs."""
+    h = parse_hook(hook)
+    return h.layer, ("hook_resid_pre", "hook_attn_out", "hook_mlp_out", "hook_resid_post").index(h.point)
 
 
 # The stage modules' own settings (sae, survival, tokens) live here too, so that reading a
@@ -172,23 +179,40 @@ class ModelConfig:
     name: str  # the key under models: (results/<name>/...)
     source: str  # gguf | hf
     path: str  # GGUF file, package:<pkg>/<file>, transformers folder or hub id
-    hook: str  # SAE hook, TransformerLens name: blocks.<L>.hook_resid_post etc.
-    sae: SaeConfig
+    hook: str | None = None  # SAE hook, TransformerLens name: blocks.<L>.hook_resid_post etc. (with sae)
+    sae: SaeConfig | None = None  # the SAE at hook
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16
     batch_size: int = 16  # sequences per forward when capturing activations
     exclude_bos: bool = True  # leave the BOS position out of the audit (it is an outlier)
     center: bool | None = None  # subtract each token's mean activation; None: as the SAE's metadata says
     checkpoints: dict = field(default_factory=dict)  # ckpt-<key> variants: key -> CheckpointConfig
+    hooks: dict = field(default_factory=dict)  # several depths: hook -> SaeConfig (instead of hook + sae)
 
     def __post_init__(self):
         if self.source != "gguf" and any(c.mix or c.llama_cpp for c in self.checkpoints.values()):
             raise AuditError(f"models.{self.name}.checkpoints: a mix or llama_cpp preset is made from a GGUF "
                              "reference; convert the model with llama.cpp's convert_hf_to_gguf.py and use source: gguf")
-        key = f"models.{self.name}.sae"
-        if self.sae.source == "disk" and not self.sae.path:
-            raise AuditError(f"{key}.path: set the folder saved by SAELens for sae.source: disk")
-        if self.sae.source == "saelens" and not (self.sae.release and self.sae.id):
-            raise AuditError(f"{key}.release and {key}.id: both are needed for sae.source: saelens")
+        where = f"models.{self.name}"
+        if self.hooks and (self.hook or self.sae):
+            raise AuditError(f"{where}: give either hook and sae (one depth) or hooks (several), not both")
+        if not self.hooks and not (self.hook and self.sae):
+            raise AuditError(f"{where}: name where the SAE reads: hook and sae, or hooks (hook -> sae)")
+        for hook, sae in self.saes.items():
+            key = f"{where}.sae" if self.hook else f"{where}.hooks.{hook}"
+            if sae.source == "disk" and not sae.path:
+                raise AuditError(f"{key}.path: set the folder saved by SAELens for source: disk")
+            if sae.source == "saelens" and not (sae.release and sae.id):
+                raise AuditError(f"{key}.release and {key}.id: both are needed for source: saelens")
+
+    @property
+    def saes(self) -> dict:
+        """hook -> SaeConfig, shallowest first (the one-hook form is the one pair)."""
+        pairs = self.hooks or {self.hook: self.sae}
+        return dict(sorted(pairs.items(), key=lambda kv: hook_order(kv[0])))
+
+    def sae_key(self, hook: str) -> str:
+        """The config key that names the SAE at `hook` (for messages)."""
+        return f"models.{self.name}.sae" if self.hook else f"models.{self.name}.hooks.{hook}"
 
 
 @dataclass(frozen=True)
@@ -298,6 +322,7 @@ class CausalConfig:
     """Causal fidelity at the hook (causal): splice scores, ablation and steering per variant."""
 
     variants: tuple = ("rtn-w6", "rtn-w5", "rtn-w4")  # which variants get the causal audit
+    hooks: tuple = ()  # at which hooks (empty: every hook of the model)
     features: int = 24  # FP-active features sampled (the gate's watch-list always included)
     sequences_per_feature: int = 2  # held-out sequences per feature, those where it fires hardest
     pool: int = 32  # held-out sequences the features and their sequences are drawn from (at most all)
@@ -378,7 +403,7 @@ class AuditConfig:
 
     def token_budget(self, model: str) -> TokenBudget:
         c = self.corpus
-        trains = self.models[model].sae.source == "train"
+        trains = any(sae.source == "train" for sae in self.models[model].saes.values())
         return TokenBudget(c.context_length, c.n_tokens, self.evaluation.n_tokens,
                            c.sae_train_tokens if trains else 0, c.prepend_bos, c.seed)
 
@@ -390,9 +415,13 @@ class AuditConfig:
         m = self.models[model]
         return ModelRun(model, m.dtype, self.device)
 
-    def capture_settings(self, model: str) -> CaptureSettings:
+    def capture_settings(self, model: str, hook: str) -> CaptureSettings:
         m = self.models[model]
-        return CaptureSettings(m.hook, m.batch_size, m.exclude_bos, m.center, self.corpus.prepend_bos)
+        return CaptureSettings(hook, m.batch_size, m.exclude_bos, m.center, self.corpus.prepend_bos)
+
+    def hooks(self, model: str) -> list[str]:
+        """The model's hooks, shallowest first."""
+        return list(self.models[model].saes)
 
     def variants(self, model: str) -> list[str]:
         """Every variant of a model, in the order figures and the summary list them."""
@@ -407,6 +436,11 @@ class AuditConfig:
         """The model's variants that get the causal audit (causal.variants, in the model's order)."""
         wanted = set(self.causal.variants)
         return [v for v in self.variants(model) if v in wanted and v != "fp"]
+
+    def causal_hooks(self, model: str) -> list[str]:
+        """The model's hooks that get the causal audit (causal.hooks, or all of them)."""
+        wanted = set(self.causal.hooks)
+        return [h for h in self.hooks(model) if not wanted or h in wanted]
 
     def produced(self, model: str, producer: str) -> list[str]:
         """The model's checkpoint keys a producer makes (llama.cpp, llm-compressor, gguf-py)."""
@@ -516,16 +550,20 @@ def load_config(raw: dict) -> AuditConfig:
     problems = Problems()
     models = {}
     for name, m in raw["models"].items():
-        sae_raw = dict(m["sae"])
-        train = problems.check(_build, SaeTraining, sae_raw.get("train"), prefix=f"models.{name}.sae.train: ")
-        sae = problems.check(_build, SaeConfig, {k: v for k, v in sae_raw.items() if k != "train"},
-                             train=train or SaeTraining())
+        def build_sae(sae_raw: dict, key: str):
+            train = problems.check(_build, SaeTraining, sae_raw.get("train"), prefix=f"{key}.train: ")
+            return problems.check(_build, SaeConfig, {k: v for k, v in sae_raw.items() if k != "train"},
+                                  train=train or SaeTraining())
+
+        sae = build_sae(dict(m["sae"]), f"models.{name}.sae") if m.get("sae") else None
+        hooks = {h: build_sae(dict(v), f"models.{name}.hooks.{h}") for h, v in (m.get("hooks") or {}).items()}
         checkpoints = {k: problems.check(_build, CheckpointConfig, v, prefix=f"models.{name}.checkpoints.{k}: ")
                        for k, v in (m.get("checkpoints") or {}).items()}
-        if sae is None or None in checkpoints.values():
+        if (m.get("sae") and sae is None) or None in hooks.values() or None in checkpoints.values():
             continue
-        model = problems.check(_build, ModelConfig, {k: v for k, v in m.items() if k not in ("sae", "checkpoints")},
-                               name=name, sae=sae, checkpoints=checkpoints)
+        model = problems.check(_build, ModelConfig,
+                               {k: v for k, v in m.items() if k not in ("sae", "hooks", "checkpoints")},
+                               name=name, sae=sae, hooks=hooks, checkpoints=checkpoints)
         if model is not None:
             models[name] = model
     sections = {
@@ -569,16 +607,17 @@ def cross_field_problems(cfg: AuditConfig) -> list[str]:
     out = []
     c, e = cfg.corpus, cfg.evaluation
     for name, m in cfg.models.items():
-        t = m.sae.train
-        if m.sae.source != "train":
-            continue
-        key = f"models.{name}.sae.train"
-        if t.k >= t.d_sae:
-            out.append(f"{key}: k ({t.k}) must be below d_sae ({t.d_sae}); lower k or raise d_sae")
-        usable = c.sae_train_tokens - (c.sae_train_tokens // c.context_length if m.exclude_bos else 0)
-        if t.batch_size > usable:
-            out.append(f"{key}.batch_size ({t.batch_size}) is more than the {usable} activations of "
-                       f"corpus.sae_train_tokens ({c.sae_train_tokens}); raise corpus.sae_train_tokens or lower the batch")
+        for hook, sae in m.saes.items():
+            t = sae.train
+            if sae.source != "train":
+                continue
+            key = f"{m.sae_key(hook)}.train"
+            if t.k >= t.d_sae:
+                out.append(f"{key}: k ({t.k}) must be below d_sae ({t.d_sae}); lower k or raise d_sae")
+            usable = c.sae_train_tokens - (c.sae_train_tokens // c.context_length if m.exclude_bos else 0)
+            if t.batch_size > usable:
+                out.append(f"{key}.batch_size ({t.batch_size}) is more than the {usable} activations of corpus."
+                           f"sae_train_tokens ({c.sae_train_tokens}); raise corpus.sae_train_tokens or lower the batch")
     window = e.window or c.context_length
     if e.stride is not None and e.stride > window:
         out.append(f"evaluation.stride ({e.stride}) is longer than the window ({window}); tokens between windows would "
@@ -592,11 +631,11 @@ def cross_field_problems(cfg: AuditConfig) -> list[str]:
     if c.n_tokens < c.context_length:
         out.append(f"corpus.n_tokens ({c.n_tokens}) is less than one sequence (corpus.context_length "
                    f"{c.context_length}); raise it")
-    for name, m in cfg.models.items():
-        point = m.hook.rsplit(".", 1)[-1]
-        if cfg.causal_variants(name) and point not in ("hook_resid_post", "hook_resid_pre"):
-            out.append(f"causal: models.{name}.hook {m.hook} is not in the residual stream, where the causal audit "
-                       "edits; set causal.variants: [] or hook a residual stream")
+    for name in cfg.models:
+        for hook in cfg.causal_hooks(name):
+            if cfg.causal_variants(name) and parse_hook(hook).point not in ("hook_resid_post", "hook_resid_pre"):
+                out.append(f"causal: models.{name} hook {hook} is not in the residual stream, where the causal "
+                           "audit edits; name residual hooks in causal.hooks, or set causal.variants: []")
     for name, m in cfg.models.items():
         sequences = -(-c.n_tokens // c.context_length)
         audited = sequences * (c.context_length - (1 if m.exclude_bos else 0))
@@ -606,6 +645,10 @@ def cross_field_problems(cfg: AuditConfig) -> list[str]:
                        "corpus.n_tokens")
     if cfg.causal.variants != CausalConfig.variants:  # named by the user: each must be in the sweep
         out += unknown_variants(cfg, cfg.causal.variants, "causal.variants")
+    audited = sorted({h for m in cfg.models.values() for h in m.saes}, key=hook_order)
+    for hook in cfg.causal.hooks:
+        if hook not in audited:
+            out.append(f"causal.hooks: {hook} is not a hook of this audit ({', '.join(audited)}); name one of those")
     if cfg.gate.watchlist and not Path(cfg.gate.watchlist).is_file():
         out.append(f"gate.watchlist: {cfg.gate.watchlist} does not exist; give a text file of feature ids, one per line")
     return out

@@ -10,6 +10,8 @@ from .errors import AuditError
 
 POINTS = ("hook_resid_pre", "hook_resid_post", "hook_mlp_out", "hook_attn_out")
 _HOOK = re.compile(r"^blocks\.(\d+)\.(\w+)$")
+#: A hook name as a path component and Snakemake wildcard (results/<model>/<hook>/...).
+HOOK_PATTERN = r"blocks\.\d+\.(?:" + "|".join(POINTS) + ")"
 
 
 @dataclass(frozen=True)

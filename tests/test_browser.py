@@ -15,6 +15,8 @@ from transformers import AutoTokenizer
 from headless import load, spans
 
 MODELS = ("neox", "gemma2")
+#: Where each arch_project model's SAE reads (its browser and tables sit under results/<model>/<hook>/).
+HOOKS = {"neox": "blocks.1.hook_resid_post", "gemma2": "blocks.2.hook_resid_post"}
 
 
 def shown(text: str) -> str:
@@ -32,8 +34,9 @@ def test_the_harness_sees_console_errors(tmp_path):
 @pytest.mark.parametrize("model", MODELS)
 def test_browser_lists_every_fp_active_feature_and_opens_its_card(arch_project, tiny_models, model):
     results = arch_project.workdir / "results" / model
-    page = results / "browser.html"
-    fp = pd.read_parquet(results / "survival" / "fp.parquet")
+    hook = HOOKS[model]
+    page = results / hook / "browser.html"
+    fp = pd.read_parquet(results / hook / "survival" / "fp.parquet")
     active = set(fp.feature[fp.status != "inactive"])
 
     dom, console = load(page.as_uri() + "#rows=100000")
@@ -43,7 +46,7 @@ def test_browser_lists_every_fp_active_feature_and_opens_its_card(arch_project, 
 
     # the card of the feature with the largest FP activation anywhere: its top context is
     # centred on that token, found here by brute force over the FP codes and tokens.parquet
-    codes = pd.read_parquet(results / "codes" / "fp.parquet")
+    codes = pd.read_parquet(results / "codes" / "fp" / f"{hook}.parquet")
     codes = codes[codes.feature.isin(active)]
     top = codes.loc[codes.value.idxmax()]
     feature, token = int(top.feature), int(top.token)
@@ -57,7 +60,7 @@ def test_browser_lists_every_fp_active_feature_and_opens_its_card(arch_project, 
     assert console == []
     assert f"Feature {feature}</h1>" in dom
     contexts = spans(dom, "ctx")
-    n_ctx = int(pd.read_parquet(results / "contexts.parquet").query("feature == @feature").shape[0])
+    n_ctx = int(pd.read_parquet(results / hook / "contexts.parquet").query("feature == @feature").shape[0])
     assert len(contexts) == n_ctx > 0
     first = contexts[0]
     labels = [i for i, (cls, _) in enumerate(first) if cls == "lab"]

@@ -18,6 +18,9 @@ from featureaudit.model.architecture import block_linears
 from featureaudit.variants import BNB_TYPES, GGUF_TYPES, parse_variant
 from tiny_models import build_tiny_model, write_tiny_gguf
 
+#: Where the gguf project's SAE reads (its per-hook outputs sit under results/tiny/<HOOK>/).
+HOOK = "blocks.2.hook_resid_post"
+
 
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory):
@@ -298,8 +301,8 @@ def test_workflow_checkpoint_gives_the_builtin_formats_survival_table(gguf_proje
     import pandas as pd
 
     results = gguf_project.workdir / "results" / "tiny"
-    builtin = pd.read_parquet(results / "survival" / "gguf-q8_0.parquet")
-    written = pd.read_parquet(results / "survival" / "ckpt-mixq8.parquet")
+    builtin = pd.read_parquet(results / HOOK / "survival" / "gguf-q8_0.parquet")
+    written = pd.read_parquet(results / HOOK / "survival" / "ckpt-mixq8.parquet")
     pd.testing.assert_frame_equal(builtin, written)
     assert (builtin.status == "survived").any()
     summary = pd.read_csv(results / "summary.csv").set_index("variant")
@@ -315,7 +318,7 @@ def test_workflow_checkpoint_gives_the_builtin_formats_survival_table(gguf_proje
 def test_adding_a_format_plans_only_its_jobs(gguf_project):
     counts = _planned_after(gguf_project, lambda cfg: cfg["formats"].append("gguf-q4_0"))
     assert counts == {"variant": 1, "survival": 1, "predictability": 1, "method_overlap": 1, "summary": 1,
-                      "figures": 1, "browser": 1, "all": 1}
+                      "figures": 1, "depth_figure": 1, "browser": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -388,12 +391,12 @@ def test_method_overlap_is_set_jaccard_and_scipy_spearman(gguf_project):
     from scipy.stats import spearmanr
 
     results = gguf_project.workdir / "results" / "tiny"
-    pairs = pd.read_csv(results / "method_overlap.csv")
+    pairs = pd.read_csv(results / HOOK / "method_overlap.csv")
     variants = [v for v in pd.read_csv(results / "summary.csv").variant if v != "fp"]
     assert len(pairs) == len(variants) * (len(variants) - 1) // 2
     for row in pairs.itertuples():
-        a = pd.read_parquet(results / "survival" / f"{row.variant_a}.parquet").set_index("feature")
-        b = pd.read_parquet(results / "survival" / f"{row.variant_b}.parquet").set_index("feature")
+        a = pd.read_parquet(results / HOOK / "survival" / f"{row.variant_a}.parquet").set_index("feature")
+        b = pd.read_parquet(results / HOOK / "survival" / f"{row.variant_b}.parquet").set_index("feature")
         active = a.status != "inactive"
         bad_a = set(a.index[active & a.status.isin(["blurred", "damaged"])])
         bad_b = set(b.index[active & b.status.isin(["blurred", "damaged"])])
@@ -416,4 +419,5 @@ def test_adding_a_recipe_plans_only_its_jobs(gguf_project):
 
     counts = _planned_after(gguf_project, add)
     assert counts == {"llm_compress": 1, "llama_quantize": 1, "variant": 2, "runtime": 1, "survival": 2,
-                      "predictability": 2, "method_overlap": 1, "summary": 1, "figures": 1, "browser": 1, "all": 1}
+                      "predictability": 2, "method_overlap": 1, "summary": 1, "figures": 1, "depth_figure": 1,
+                      "browser": 1, "all": 1}

@@ -26,13 +26,15 @@ def test_paper_config_builds_the_full_dag_offline(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     # a plan needs no download: what a run would have to fetch is said as notes, one per key
     notes = [line for line in proc.stderr.splitlines() if line.startswith("featureaudit: note: ")]
-    keys = ("models.pythia70m.path", "models.pythia70m.sae", "models.gemma2_2b.path", "models.gemma2_2b.sae",
-            "corpus.name")
+    keys = ("models.pythia70m.path", "models.gemma2_2b.path", "corpus.name",
+            *(f"models.pythia70m.hooks.blocks.{i}.hook_resid_post" for i in range(6)),
+            *(f"models.gemma2_2b.hooks.blocks.{i}.hook_resid_post" for i in (6, 12, 18)))
     assert len(notes) == len(keys) and all(sum(f"note: {k}: " in n for n in notes) == 1 for k in keys), notes
     counts = job_counts(proc.stdout)
-    # 2 models x (fp + 5 RTN + 3 per-tensor RTN + 6 pruning + 5 matched) variants.
-    assert counts["variant"] == counts["survival"] == 2 * 20
-    assert counts["sae"] == 2 and counts["match_pruning"] == counts["overlap"] == 2 * 5
+    # 2 models x (fp + 5 RTN + 3 per-tensor RTN + 6 pruning + 5 matched) variants; every block of
+    # Pythia-70M (6 hooks) and three depths of Gemma-2-2B, a survival table per variant and hook.
+    assert counts["variant"] == 2 * 20 and counts["survival"] == (6 + 3) * 20
+    assert counts["sae"] == 6 + 3 and counts["match_pruning"] == 2 * 5 and counts["overlap"] == (6 + 3) * 5
 
 
 @pytest.fixture

@@ -290,7 +290,7 @@ def test_hard_kills_resume_to_byte_identical_results(uninterrupted, tiny_models,
     project = kill_project(tmp_path / "killed", tiny_models)
     results = project.workdir / "results"
     kills = [("variant", "results/tiny/activations/.*.tmp", "results/tiny/activations/*/MANIFEST.sha256"),
-             ("variant", "results/tiny/codes/.*.tmp", "results/tiny/codes/*.parquet"),
+             ("variant", "results/tiny/codes/.*.tmp", "results/tiny/codes/*/MANIFEST.sha256"),
              ("summary", None, None)]
     landed = []
     for k, (rule, writing, written) in enumerate(kills):
@@ -311,16 +311,18 @@ def test_damaged_outputs_are_found_and_named_one_line_each(uninterrupted, tmp_pa
     shutil.copytree(uninterrupted.workdir, copy, symlinks=True)
     project = TinyProject(copy, yaml.safe_load((copy / "config.yaml").read_text()))
     results = copy / "results" / "tiny"
-    shard = results / "activations" / "fp" / "shard-00000.parquet"
-    codes = results / "codes" / "rtn-w8.parquet"
-    sae_weights = next((results / "sae").glob("*.safetensors"))
+    hook = project.config["models"]["tiny"]["hook"]
+    shard = results / "activations" / "fp" / hook / "shard-00000.parquet"
+    codes = results / "codes" / "rtn-w8" / f"{hook}.parquet"
+    sae_weights = next((results / hook / "sae").glob("*.safetensors"))
     with open(shard, "r+b") as f:
         f.truncate(shard.stat().st_size // 2)
     data = bytearray(codes.read_bytes())
     data[len(data) // 2] ^= 0xFF
     codes.write_bytes(bytes(data))
     sae_weights.unlink()
-    damaged = {results / "activations" / "fp": "rule variant", codes: "rule variant", results / "sae": "rule sae"}
+    damaged = {results / "activations" / "fp": "rule variant", codes.parent: "rule variant",
+               results / hook / "sae": "rule sae"}
     before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and not str(p).startswith(str(copy / ".snakemake"))}
 
     proc = project.snakemake("-n", check=False, timeout=120)

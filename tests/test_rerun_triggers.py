@@ -192,7 +192,7 @@ def test_a_module_edit_plans_exactly_the_rules_that_run_it(arch_project, tmp_pat
     assert not wrong, "\n".join(f"{t}: planned {got}, expected {want}" for t, (got, want) in wrong.items())
     # the promise in words, on this DAG
     plans = {t: got for t, got, _ in results}
-    assert set(plans["featureaudit/report/figures.py (statement)"]) == {"figures", "all"}
+    assert set(plans["featureaudit/report/figures.py (statement)"]) == {"figures", "depth_figure", "all"}
     assert not {"variant", "fp_heldout", "pruning_curve", "match_pruning"} & set(
         plans["featureaudit/measure/survival.py (statement)"])
     assert plans["featureaudit/device.py (statement)"].get("variant")

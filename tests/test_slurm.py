@@ -122,7 +122,7 @@ def real_project(tiny) -> Project:
         results=results if results.is_absolute() else workdir / results,
         bits=list(cfg.get("quantization", {}).get("bits", [])),
         add_bits=tiny.add_bits,
-        aggregate_rules={"summary", "figures", "browser", "method_overlap"},
+        aggregate_rules={"summary", "figures", "depth_figure", "browser", "method_overlap"},
         # variants rtn-w<b>, match-rtn-w<b> (wildcards variant / quantized)
         new_variant_job=lambda rule, wc, b: any(
             re.search(rf"(^|-)w{b}($|-)", str(v)) for v in wc.values()
@@ -339,7 +339,8 @@ def _check_all_through_sbatch(run: Run, project: Project):
     return planned
 
 
-REPORT_RULES = {"fp_statistics", "survival", "predictability", "overlap", "method_overlap", "summary", "figures", "browser"}
+REPORT_RULES = {"fp_statistics", "survival", "predictability", "overlap", "method_overlap", "summary", "figures",
+                "depth_figure", "browser"}
 
 
 def _check_groups(run: Run):

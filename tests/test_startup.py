@@ -191,8 +191,9 @@ def test_an_unexpected_error_in_a_step_is_one_line_naming_rule_input_and_log(tmp
     assert proc.returncode != 0
     ours = [line for line in proc.stderr.splitlines() if line.startswith("featureaudit: rule sae failed")]
     assert len(ours) == 1, console[-3000:]
-    assert "while reading results/tiny/tokens.parquet: KeyError" in ours[0] and "logs/tiny/sae.log" in ours[0]
+    hook = p.config["models"]["tiny"]["hook"]
+    assert "while reading results/tiny/tokens.parquet: KeyError" in ours[0] and f"logs/tiny/{hook}/sae.log" in ours[0]
     assert "Traceback" not in console and not FRAME.search(console), console[-3000:]
-    log = (p.workdir / "logs" / "tiny" / "sae.log").read_text()
+    log = (p.workdir / "logs" / "tiny" / hook / "sae.log").read_text()
     assert "Traceback" in log and "read_splits" in log
-    assert not (p.workdir / "results" / "tiny" / "sae").exists()
+    assert not (p.workdir / "results" / "tiny" / hook / "sae").exists()

@@ -91,7 +91,7 @@ def test_output_contract(arch_project):
         assert fp.frac_survived == 1.0 and fp.frac_damaged == 0.0
         fracs = summary[["frac_survived", "frac_blurred", "frac_damaged"]].sum(axis=1)
         np.testing.assert_allclose(fracs, 1.0)
-        surv = pd.read_parquet(results / model / "survival" / "rtn-w4.parquet")
+        surv = pd.read_parquet(results / model / MODELS[model] / "survival" / "rtn-w4.parquet")
         for col in ("feature", "fp_active_tokens", "variant_active_tokens", "r", "status", "peak_activation"):
             assert col in surv.columns, col
         assert set(surv.status) <= {"survived", "blurred", "damaged", "inactive"}
@@ -103,13 +103,13 @@ def test_output_contract(arch_project):
         direct = direct_metrics(arch_project, model, results)
         for key in ("perplexity", "fp_perplexity", "kl_to_fp", "top1_agreement"):
             assert metrics[key] == pytest.approx(direct[key], rel=1e-4, abs=1e-6), key
-        ov = json.loads((results / model / "overlap" / "rtn-w4.json").read_text())
+        ov = json.loads((results / model / MODELS[model] / "overlap" / "rtn-w4.json").read_text())
         for key in ("matched_sparsity", "matched_perplexity", "jaccard", "spearman"):
             assert key in ov
         tokens = pq.read_table(results / model / "tokens.parquet")
         assert tokens.schema.field("input_ids").type.value_type.bit_width == 64
         for fig in ("survival_by_bits", "perplexity_vs_damage", "r_histogram", "predictor_auc", "overlap"):
-            img = mpimg.imread(results / model / "figures" / f"{fig}.png")
+            img = mpimg.imread(results / model / MODELS[model] / "figures" / f"{fig}.png")
             assert img.ndim == 3 and img.shape[0] > 100 and img[..., :3].std() > 0.01, fig
 
 
@@ -121,9 +121,11 @@ def test_a_variant_identical_to_fp_reuses_fps_outputs(arch_project):
     for model in MODELS:
         r = results / model
         assert json.loads((r / "matched" / "rtn-w4.json").read_text())["matched_sparsity"] == 0.0
-        assert (r / "codes" / "match-rtn-w4.parquet").read_bytes() == (r / "codes" / "fp.parquet").read_bytes()
-        shards = sorted((r / "activations" / "fp").glob("shard-*.parquet"))
-        assert shards and all((r / "activations" / "match-rtn-w4" / s.name).read_bytes() == s.read_bytes()
+        hook = MODELS[model]
+        codes = f"{hook}.parquet"
+        assert (r / "codes" / "match-rtn-w4" / codes).read_bytes() == (r / "codes" / "fp" / codes).read_bytes()
+        shards = sorted((r / "activations" / "fp" / hook).glob("shard-*.parquet"))
+        assert shards and all((r / "activations" / "match-rtn-w4" / hook / s.name).read_bytes() == s.read_bytes()
                               for s in shards)
         met, fp = (json.loads((r / "metrics" / f"{v}.json").read_text()) for v in ("match-rtn-w4", "fp"))
         assert met["same_as"] == "fp" and met["perplexity"] == fp["perplexity"] and met["weight_error"] == 0.0
@@ -145,22 +147,24 @@ def test_workflow_activations_and_codes_match_references(arch_project, tiny_mode
     with torch.no_grad():
         ref = tl_reference(tiny_models[model], hf, ids, MODELS[model])[:, 1:]  # BOS excluded
     ref = ref.reshape(-1, ref.shape[-1]).numpy()
-    captured = read_shards(results / model / "activations" / "fp")
+    captured = read_shards(results / model / "activations" / "fp" / MODELS[model])
     np.testing.assert_allclose(captured, ref, atol=2e-5, rtol=1e-4)
 
-    sae = SAE.load_from_disk(str(results / model / "sae"))
+    sae = SAE.load_from_disk(str(results / model / MODELS[model] / "sae"))
     with torch.no_grad():
         expected = sae.encode(torch.from_numpy(ref)).numpy()
     T = ids.shape[1]
     token_ids = [s * T + p for s in range(len(ids)) for p in range(1, T)]
-    got = dense_codes(results / model / "codes" / "fp.parquet", {t: i for i, t in enumerate(token_ids)}, expected.shape[1])
+    got = dense_codes(results / model / "codes" / "fp" / f"{MODELS[model]}.parquet", {t: i for i, t in enumerate(token_ids)},
+                      expected.shape[1])
     # TopK ties at the k-th value can flip between two equal encodes; compare all but a handful of entries.
     mismatch = ~np.isclose(got, expected, atol=1e-4, rtol=1e-3)
     assert mismatch.sum() <= 0.001 * got.size, f"{mismatch.sum()} of {got.size} codes differ from SAELens encode"
 
     # Survival r equals scipy's Pearson r on the densified codes.
-    var = dense_codes(results / model / "codes" / "rtn-w4.parquet", {t: i for i, t in enumerate(token_ids)}, got.shape[1])
-    surv = pd.read_parquet(results / model / "survival" / "rtn-w4.parquet").set_index("feature")
+    var = dense_codes(results / model / "codes" / "rtn-w4" / f"{MODELS[model]}.parquet",
+                      {t: i for i, t in enumerate(token_ids)}, got.shape[1])
+    surv = pd.read_parquet(results / model / MODELS[model] / "survival" / "rtn-w4.parquet").set_index("feature")
     checked = 0
     for f in surv.index[surv.status != "inactive"][:30]:
         if got[:, f].std() > 0 and var[:, f].std() > 0:
@@ -178,8 +182,8 @@ def test_adding_a_bit_width_schedules_only_the_new_branch(arch_project):
         arch_project.config = original
         arch_project.write()
     # rtn-w6 added to causal.variants too: its causal job is part of its branch, no other causal job reruns
-    per_model = {"variant": 2, "survival": 2, "predictability": 2, "causal": 1,
-                 "match_pruning": 1, "overlap": 1, "method_overlap": 1, "summary": 1, "figures": 1, "browser": 1}
+    per_model = {"variant": 2, "survival": 2, "predictability": 2, "causal": 1, "match_pruning": 1, "overlap": 1,
+                 "method_overlap": 1, "summary": 1, "figures": 1, "browser": 1, "depth_figure": 1}
     expected = {rule: n * len(MODELS) for rule, n in per_model.items()} | {"all": 1}
     assert counts == expected
 
@@ -238,7 +242,7 @@ def test_snakemake_report_embeds_summary_and_figures(arch_project, tmp_path):
     and every figure, byte for byte the files the workflow wrote, with their captions."""
     import base64
 
-    from featureaudit.figure_names import FIGURES
+    from featureaudit.figure_names import DEPTH_FIGURE, FIGURES
 
     html = tmp_path / "report.html"
     arch_project.snakemake("--report", str(html))
@@ -248,9 +252,11 @@ def test_snakemake_report_embeds_summary_and_figures(arch_project, tmp_path):
     entries = json.loads(m.group(1))
     results = (arch_project.workdir / "results").resolve()
     expected = {results / model / "summary.csv" for model in MODELS} | {
-        results / model / "figures" / f"{name}.{ext}" for model in MODELS for name in FIGURES for ext in ("png", "svg")} | {
-        results / model / "browser.html" for model in MODELS} | {
-        results / model / "method_overlap.csv" for model in MODELS}
+        results / model / hook / "figures" / f"{name}.{ext}" for model, hook in MODELS.items() for name in FIGURES
+        for ext in ("png", "svg")} | {
+        results / model / "figures" / f"{DEPTH_FIGURE}.{ext}" for model in MODELS for ext in ("png", "svg")} | {
+        results / model / hook / "browser.html" for model, hook in MODELS.items()} | {
+        results / model / hook / "method_overlap.csv" for model, hook in MODELS.items()}
     assert {Path(p).resolve() for p in entries} == expected
     caption = (REPO / "workflow" / "report" / "summary.rst").read_text().split()[:4]
     for path, entry in entries.items():
@@ -260,10 +266,10 @@ def test_snakemake_report_embeds_summary_and_figures(arch_project, tmp_path):
             assert " ".join(caption) in entry["caption"], entry["caption"][:200]
         assert "{{" not in entry["caption"] and "snakemake.params" not in entry["caption"], path  # rendered
         name = Path(path).stem
-        if name in FIGURES:  # each figure under its own caption, with the thresholds this run used
+        if name in FIGURES + (DEPTH_FIGURE,):  # each figure under its own caption, with the thresholds this run used
             own = (REPO / "workflow" / "report" / f"{name}.rst").read_text().split()[:3]
             assert " ".join(own) in entry["caption"], (path, entry["caption"][:200])
     survived_r = arch_project.config["survival"].get("survived_r", 0.9)
     by_path = {Path(p).resolve(): e for p, e in entries.items()}
     first = next(iter(MODELS))
-    assert f"r &gt;= {survived_r}" in by_path[results / first / "figures" / "survival_by_bits.png"]["caption"]
+    assert f"r &gt;= {survived_r}" in by_path[results / first / MODELS[first] / "figures" / "survival_by_bits.png"]["caption"]

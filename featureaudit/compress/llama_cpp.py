@@ -149,13 +149,17 @@ def graph_node(hook: str) -> str:
                      "(blocks.L.hook_resid_post, or hook_resid_pre of L >= 1); leave runtime off for this model")
 
 
-def capture_residual(gguf_path, tokens: np.ndarray, hook: str, threads: int = 2, every: int = 32) -> np.ndarray:
-    """(n_seq, T, d_model) float32: the hook's activations as llama.cpp computes them, one
+def capture_residual(gguf_path, tokens: np.ndarray, hook: str | list[str], threads: int = 2, every: int = 32):
+    """(n_seq, T, d_model) float32: the hook's activations as llama.cpp computes them ({hook:
+    activations} for a list of hooks, all from one forward that stops after the deepest), one
     sequence per decode on a fresh KV cache (the same tokens as the transformers path, BOS
     included as given: llama.cpp adds nothing)."""
     lc = _bindings()
     ggml = _ggml_base()
-    node = graph_node(hook).encode()
+    hooks = [hook] if isinstance(hook, str) else list(hook)
+    nodes: dict[bytes, list[str]] = {}  # graph node -> the hooks it is (resid_post L = resid_pre L+1)
+    for h in hooks:
+        nodes.setdefault(graph_node(h).encode(), []).append(h)
     n_seq, T = tokens.shape
 
     lc.llama_log_set(_quiet(lc), ctypes.c_void_p())
@@ -165,24 +169,25 @@ def capture_residual(gguf_path, tokens: np.ndarray, hook: str, threads: int = 2,
     if not model:
         raise AuditError(f"llama.cpp could not load {gguf_path}")
     d = lc.llama_model_n_embd(model)
-    found: list[np.ndarray] = []
+    found: dict[bytes, list] = {node: [] for node in nodes}
 
     @lc.ggml_backend_sched_eval_callback
     def on_eval(t, ask, user_data):
-        if ggml.ggml_get_name(t) != node:
+        name = ggml.ggml_get_name(t)
+        if name not in nodes:
             return bool(ask) is False  # ask: not this one; data phase: go on
         if ask:
             return True
         n = ggml.ggml_nelements(t)
         if ggml.ggml_nbytes(t) != 4 * n:  # an exception would not cross the C callback
-            found.append(None)
+            found[name].append(None)
             return False
         buf = np.empty(n, dtype=np.float32)
         ggml.ggml_backend_tensor_get(t, buf.ctypes.data, 0, 4 * n)
-        found.append(buf.reshape(-1, d))
-        # false stops the graph here: the layers after the hook and the output head (a third
-        # of SmolLM's compute per token) are never run; the logits llama_decode returns are unused
-        return False
+        found[name].append(buf.reshape(-1, d))
+        # false stops the graph once every hook is read: the layers after the deepest and the
+        # output head are never run; the logits llama_decode returns are unused
+        return not all(found.values())
 
     cparams = lc.llama_context_default_params()
     cparams.n_ctx = cparams.n_batch = cparams.n_ubatch = T
@@ -193,7 +198,7 @@ def capture_residual(gguf_path, tokens: np.ndarray, hook: str, threads: int = 2,
     if not ctx:
         lc.llama_model_free(model)
         raise AuditError("llama.cpp could not create a context")
-    out = np.empty((n_seq, T, d), dtype=np.float32)
+    out = {node: np.empty((n_seq, T, d), dtype=np.float32) for node in nodes}
     try:
         batch = lc.llama_batch_init(T, 0, 1)
         for s in range(n_seq):
@@ -205,19 +210,22 @@ def capture_residual(gguf_path, tokens: np.ndarray, hook: str, threads: int = 2,
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = 0
                 batch.logits[i] = i == T - 1  # rows are dropped only at the last layer, after the hook
-            found.clear()
+            for parts in found.values():
+                parts.clear()
             if lc.llama_decode(ctx, batch) != 0:
                 raise AuditError(f"llama.cpp decode failed on sequence {s}")
-            if any(f is None for f in found):
-                raise AuditError(f"llama.cpp node {node.decode()} is not float32")
-            rows = np.concatenate(found, axis=0) if found else np.empty((0, d), np.float32)
-            if rows.shape[0] != T:
-                raise AuditError(f"llama.cpp node {node.decode()} gave {rows.shape[0]} rows for {T} tokens")
-            out[s] = rows
+            for node, parts in found.items():
+                if any(f is None for f in parts):
+                    raise AuditError(f"llama.cpp node {node.decode()} is not float32")
+                rows = np.concatenate(parts, axis=0) if parts else np.empty((0, d), np.float32)
+                if rows.shape[0] != T:
+                    raise AuditError(f"llama.cpp node {node.decode()} gave {rows.shape[0]} rows for {T} tokens")
+                out[node][s] = rows
             if every and (s + 1) % every == 0:
                 log(f"llama.cpp forward: {s + 1}/{n_seq} sequences")
         lc.llama_batch_free(batch)
     finally:
         lc.llama_free(ctx)
         lc.llama_model_free(model)
-    return out
+    by_hook = {h: out[node] for node, names in nodes.items() for h in names}
+    return by_hook[hooks[0]] if isinstance(hook, str) else by_hook

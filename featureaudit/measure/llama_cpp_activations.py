@@ -4,8 +4,8 @@ The audit's variant path dequantizes a GGUF into transformers and runs it in flo
 llama.cpp runs the quantized blocks with its own kernels (activations rounded to the blocks'
 dot-product types, an F16 KV cache). This stage captures the hook's activations from
 llama.cpp on the first `runtime.n_tokens` audit tokens (whole sequences; llama.cpp's CPU
-forward is the slow part), encodes them with the same SAE, and reports, on exactly those
-tokens for both paths:
+forward is the slow part; every hook from one forward), encodes them with each hook's SAE, and
+reports per hook, on exactly those tokens for both paths:
   - how far llama.cpp's activations are from the transformers path's activations of the same
     file (relative error, over all tokens and per token),
   - the survival fractions of both paths' codes against FP's (transformers FP): how much the
@@ -25,7 +25,7 @@ from ..inputs.tokens import read_tokens
 from ..io import write_json
 from ..model.shards import iter_activation_shards
 from ..progress import log
-from ..sae.codes import Codes, sparse_encode
+from ..sae.codes import Codes, hook_codes, sparse_encode
 from ..sae.encoder import load_encoder
 from ..sae.frozen import saved_sae_metadata, wants_centering
 from .survival import PearsonAccumulator, fractions, survival_frame
@@ -65,21 +65,37 @@ def prefix_survival(fp_codes, other_groups, limit: int, n_tokens: int, threshold
     return survival_frame(acc, n_tokens, thresholds)
 
 
-def write_runtime_audit(variant: str, gguf, tokens_path, sae_dir, act_dir, fp_codes, variant_codes, capture: CaptureSettings,
-                  thresholds: Thresholds, n_tokens: int, threads: int, out_json) -> None:
-    meta = saved_sae_metadata(sae_dir, key="the SAE")
-    center = capture.center if capture.center is not None else wants_centering(meta)
+def write_runtime_audit(variant: str, gguf, tokens_path, sae_dirs: list, act_dir, fp_codes, variant_codes,
+                        captures: list[CaptureSettings], thresholds: Thresholds, n_tokens: int, threads: int,
+                        out_json) -> None:
+    """The `runtime` rule: llama.cpp's forward once over the first audit sequences, every hook
+    read from it; per hook, the comparison above (runtime/<variant>.json: {"hooks": {hook: ...}})."""
     ids = read_tokens(tokens_path, "audit").numpy()
     n_seq = min(len(ids), max(1, -(-n_tokens // ids.shape[1])))
     ids = ids[:n_seq]
     log(f"runtime {variant}: llama.cpp forward over {n_seq} audit sequences ({ids.size} tokens) of {gguf}")
-    acts = capture_residual(gguf, ids, capture.hook, threads=threads)
-    if center:
-        acts -= acts.mean(-1, keepdims=True)
+    by_hook = capture_residual(gguf, ids, [c.hook for c in captures], threads=threads)
     limit = n_seq * ids.shape[1]  # token index = sequence * context_length + position
-    groups, result = runtime_groups(acts, act_dir, load_encoder(sae_dir), limit)
-    result = {"variant": variant, "gguf": str(gguf), "sequences": n_seq, **result}
+    hooks = {}
+    for sae_dir, c in zip(sae_dirs, captures):
+        meta = saved_sae_metadata(sae_dir, key=f"the SAE at {c.hook}")
+        acts = by_hook[c.hook]
+        if (c.center if c.center is not None else wants_centering(meta)):
+            acts = acts - acts.mean(-1, keepdims=True)
+        hooks[c.hook] = hook_runtime(acts, f"{act_dir}/{c.hook}", load_encoder(sae_dir), hook_codes(fp_codes, c.hook),
+                                     hook_codes(variant_codes, c.hook), limit, thresholds)
+        r = hooks[c.hook]
+        log(f"runtime {variant} at {c.hook}: relative error {r['rel_error']:.4f} (median token "
+            f"{r['rel_error_token_median']:.4f}); survived {r['frac_survived_runtime']:.3f} in llama.cpp vs "
+            f"{r['frac_survived_transformers']:.3f} in transformers on the same tokens; status agreement "
+            f"{r['status_agreement']:.3f}")
+    write_json({"variant": variant, "gguf": str(gguf), "sequences": n_seq, "hooks": hooks}, out_json)
 
+
+def hook_runtime(acts: np.ndarray, act_dir, sae, fp_codes, variant_codes, limit: int, thresholds: Thresholds) -> dict:
+    """One hook: llama.cpp's activations against the transformers path's, and both paths'
+    survival against FP on the same tokens."""
+    groups, result = runtime_groups(acts, act_dir, sae, limit)
     runtime = prefix_survival(fp_codes, groups, limit, result["n_tokens"], thresholds)
     transformers = prefix_survival(fp_codes, Codes(variant_codes).groups(), limit, result["n_tokens"], thresholds)
     active = (transformers.status != "inactive").to_numpy()
@@ -89,8 +105,4 @@ def write_runtime_audit(variant: str, gguf, tokens_path, sae_dir, act_dir, fp_co
             if k.startswith("frac_") or k == "n_active":
                 result[f"{k}_{path}"] = v
     result["status_agreement"] = float(same.mean()) if active.any() else float("nan")
-    write_json(result, out_json)
-    log(f"runtime {variant}: relative error {result['rel_error']:.4f} (median token "
-        f"{result['rel_error_token_median']:.4f}); survived {result['frac_survived_runtime']:.3f} in llama.cpp vs "
-        f"{result['frac_survived_transformers']:.3f} in transformers on the same tokens; status agreement "
-        f"{result['status_agreement']:.3f}")
+    return result

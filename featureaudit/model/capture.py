@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterator
 
@@ -53,44 +54,81 @@ class _StopForward(Exception):
 
 
 class HookCapture:
-    """Context manager: registers the hook; `run(ids)` returns the activation and stops early."""
+    """Context manager: forward hooks at one or several hooks; `run(ids)` returns the activation
+    ({hook: activation} for several) and stops the forward once the deepest one has fired, so
+    one forward serves every hook and no layer after the deepest runs."""
 
-    def __init__(self, model: nn.Module, hook_name: str):
+    def __init__(self, model: nn.Module, hook_names: str | list[str]):
         layers = decoder_layers(model)
-        self.hook = parse_hook(hook_name, len(layers))
+        self.single = isinstance(hook_names, str)
+        names = [hook_names] if self.single else list(hook_names)
         self.model = model
-        self.module, mode = _module_and_mode(layers[self.hook.layer], self.hook.point)
-        self.value: torch.Tensor | None = None
-        self._mode = mode
+        self.hooks = [parse_hook(name, len(layers)) for name in names]
+        self.sites = [_module_and_mode(layers[h.layer], h.point) for h in self.hooks]
+        self.values: dict[str, torch.Tensor] = {}
+        self._handles = []
 
-    def _pre(self, module, args, kwargs):
-        self.value = (args[0] if args else kwargs["hidden_states"]).detach()
-        raise _StopForward
-
-    def _out(self, module, args, output):
-        self.value = (output[0] if isinstance(output, tuple) else output).detach()
-        raise _StopForward
+    def _store(self, name: str, value: torch.Tensor) -> None:
+        self.values[name] = value.detach()
+        if len(self.values) == len(self.hooks):
+            raise _StopForward
 
     def __enter__(self):
-        if self._mode == "pre":
-            self._handle = self.module.register_forward_pre_hook(self._pre, with_kwargs=True)
-        else:
-            self._handle = self.module.register_forward_hook(self._out)
+        for hook, (module, mode) in zip(self.hooks, self.sites):
+            if mode == "pre":
+                def pre(module, args, kwargs, name=hook.name):
+                    self._store(name, args[0] if args else kwargs["hidden_states"])
+                self._handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+            else:
+                def out(module, args, output, name=hook.name):
+                    self._store(name, output[0] if isinstance(output, tuple) else output)
+                self._handles.append(module.register_forward_hook(out))
         return self
 
     def __exit__(self, *exc):
-        self._handle.remove()
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     @torch.no_grad()
-    def run(self, input_ids: torch.Tensor) -> torch.Tensor:
-        self.value = None
+    def run(self, input_ids: torch.Tensor):
+        self.values = {}
         try:
             self.model(input_ids=input_ids, use_cache=False)
         except _StopForward:
             pass
-        if self.value is None:
-            raise RuntimeError(f"hook {self.hook.name} did not fire")
-        return self.value
+        missing = [h.name for h in self.hooks if h.name not in self.values]
+        if missing:
+            raise RuntimeError(f"hook {missing[0]} did not fire")
+        return self.values[self.hooks[0].name] if self.single else {h.name: self.values[h.name] for h in self.hooks}
+
+
+def iter_hook_activations(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    hook_names: list[str],
+    batch_size: int = 16,
+    centers: dict[str, bool] | None = None,
+    progress: bool = False,
+    to_cpu: bool = True,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Yields {hook: (batch, T, d) float32} for consecutive batches of sequences, every hook from
+    one forward, on the CPU, or left on the model's device with `to_cpu=False`."""
+    device = next(model.parameters()).device
+    centers = centers or {}
+    n = len(input_ids)
+    desc = f"capture {hook_names[0]}" if len(hook_names) == 1 else f"capture {len(hook_names)} hooks"
+    with HookCapture(model, list(hook_names)) as cap, \
+            progress_bar(total=n, desc=desc, unit="seq", enabled=progress) as bar:
+        for start in range(0, n, batch_size):
+            out = {}
+            for name, acts in cap.run(input_ids[start : start + batch_size].to(device)).items():
+                acts = acts.float()
+                if centers.get(name):
+                    acts = acts - acts.mean(-1, keepdim=True)
+                out[name] = acts.cpu() if to_cpu else acts
+            bar.update(min(batch_size, n - start))
+            yield out
 
 
 def iter_activations(
@@ -102,24 +140,73 @@ def iter_activations(
     progress: bool = False,
     to_cpu: bool = True,
 ) -> Iterator[torch.Tensor]:
-    """Yields (batch, T, d) float32 activations for consecutive batches of sequences, on the
-    CPU, or left on the model's device with `to_cpu=False` (the caller moves them in bulk)."""
-    device = next(model.parameters()).device
-    n = len(input_ids)
-    with HookCapture(model, hook_name) as cap, \
-            progress_bar(total=n, desc=f"capture {hook_name}", unit="seq", enabled=progress) as bar:
-        for start in range(0, n, batch_size):
-            acts = cap.run(input_ids[start : start + batch_size].to(device)).float()
-            if center:
-                acts = acts - acts.mean(-1, keepdim=True)
-            bar.update(min(batch_size, n - start))
-            yield acts.cpu() if to_cpu else acts
+    """Yields (batch, T, d) float32 activations at one hook for consecutive batches of sequences."""
+    for out in iter_hook_activations(model, input_ids, [hook_name], batch_size, {hook_name: center}, progress,
+                                     to_cpu):
+        yield out[hook_name]
 
 
 #: Shards written side by side in background threads while the model computes the next ones.
 #: Writing a 65536 x 2304 fp32 shard takes ~1.2 s of one CPU core here; on a GPU the forward
 #: for it is likely shorter (estimate; benchmarks/shard_writer.py measures it where one is lent).
 SHARD_WRITERS = 2
+
+
+def write_hook_shards(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    out_dirs: dict[str, str | Path],
+    batch_size: int = 16,
+    shard_tokens: int = 65536,
+    exclude_bos: bool = True,
+    centers: dict[str, bool] | None = None,
+    progress: bool = True,
+) -> int:
+    """Capture every hook of `out_dirs` (hook -> folder) from one forward per batch and write
+    each hook's parquet shards atomically into its folder; returns the tokens per hook."""
+    n_seq, T = input_ids.shape
+    first = 1 if exclude_bos else 0
+    pos = np.arange(first, T)
+    hooks = list(out_dirs)
+    written = 0
+    with ExitStack() as stack:
+        tmps = {h: Path(stack.enter_context(atomic_dir(out_dirs[h]))) for h in hooks}
+        writers = stack.enter_context(ThreadPoolExecutor(SHARD_WRITERS))
+        buf_acts = {h: [] for h in hooks}
+        buf_tok, n_buf, shard = [], 0, 0
+        pending = deque()
+
+        def flush():
+            nonlocal buf_tok, n_buf, shard
+            tok = np.concatenate(buf_tok)
+            for h in hooks:
+                # One device-to-host copy per shard, not per batch: on a GPU, many small copies
+                # would stall the forward passes.
+                acts = torch.cat(buf_acts[h]).cpu().numpy()
+                pending.append(writers.submit(write_shard, tmps[h] / shard_name(shard), tok, acts, h))
+                buf_acts[h] = []
+            # at most SHARD_WRITERS shards per hook wait in host memory; a failed write raises here
+            while len(pending) > SHARD_WRITERS * len(hooks):
+                pending.popleft().result()
+            buf_tok, n_buf, shard = [], 0, shard + 1
+
+        batches = iter_hook_activations(model, input_ids, hooks, batch_size, centers, progress, to_cpu=False)
+        for b, by_hook in enumerate(batches):
+            seq0 = b * batch_size
+            n = next(iter(by_hook.values())).shape[0]
+            tok = ((seq0 + np.arange(n))[:, None] * T + pos[None, :]).reshape(-1)
+            for h, acts in by_hook.items():
+                buf_acts[h].append(acts[:, first:, :].reshape(-1, acts.shape[-1]))
+            buf_tok.append(tok.astype(np.int64))
+            n_buf += len(tok)
+            written += len(tok)
+            if n_buf >= shard_tokens:
+                flush()
+        if n_buf:
+            flush()
+        for f in pending:
+            f.result()
+    return written
 
 
 def write_activation_shards(
@@ -133,44 +220,10 @@ def write_activation_shards(
     center: bool = False,
     progress: bool = True,
 ) -> int:
-    """Capture activations for every sequence and write parquet shards atomically; returns #tokens."""
-    n_seq, T = input_ids.shape
-    first = 1 if exclude_bos else 0
-    pos = np.arange(first, T)
-    written = 0
-    with atomic_dir(out_dir) as tmp, ThreadPoolExecutor(SHARD_WRITERS) as writers:
-        buf_acts, buf_tok, n_buf, shard = [], [], 0, 0
-        pending = deque()
-
-        def flush():
-            nonlocal buf_acts, buf_tok, n_buf, shard
-            # One device-to-host copy per shard, not per batch: on a GPU, many small copies
-            # would stall the forward passes.
-            acts = torch.cat(buf_acts).cpu().numpy()
-            pending.append(writers.submit(write_shard, Path(tmp) / shard_name(shard),
-                                          np.concatenate(buf_tok), acts, hook_name))
-            # at most SHARD_WRITERS shards wait in host memory; a failed write raises here
-            while len(pending) > SHARD_WRITERS:
-                pending.popleft().result()
-            buf_acts, buf_tok, n_buf, shard = [], [], 0, shard + 1
-
-        batches = iter_activations(model, input_ids, hook_name, batch_size, center, progress, to_cpu=False)
-        for b, acts in enumerate(batches):
-            d = acts.shape[-1]
-            seq0 = b * batch_size
-            acts = acts[:, first:, :]
-            tok = ((seq0 + np.arange(len(acts)))[:, None] * T + pos[None, :]).reshape(-1)
-            buf_acts.append(acts.reshape(-1, d))
-            buf_tok.append(tok.astype(np.int64))
-            n_buf += len(tok)
-            written += len(tok)
-            if n_buf >= shard_tokens:
-                flush()
-        if n_buf:
-            flush()
-        for f in pending:
-            f.result()
-    return written
+    """Capture activations at one hook for every sequence and write parquet shards atomically;
+    returns #tokens."""
+    return write_hook_shards(model, input_ids, {hook_name: out_dir}, batch_size, shard_tokens, exclude_bos,
+                             {hook_name: center}, progress)
 
 
 def capture_matrix(model: nn.Module, input_ids: torch.Tensor, capture: CaptureSettings) -> np.ndarray:

@@ -22,6 +22,8 @@ SECTIONS = {
     "models.<name>": c.ModelConfig,
     "models.<name>.sae": c.SaeConfig,
     "models.<name>.sae.train": c.SaeTraining,
+    "models.<name>.hooks.<name>": c.SaeConfig,
+    "models.<name>.hooks.<name>.train": c.SaeTraining,
     "models.<name>.checkpoints.<name>": c.CheckpointConfig,
     "models.<name>.checkpoints.<name>.mix": None,  # a plain mapping: no defaults
     "quantization": c.QuantizationConfig,

@@ -97,10 +97,11 @@ def hub_needs(cfg) -> list[HubNeed]:
         if m.source == "hf" and not looks_local(m.path):
             needs.append(HubNeed(f"models.{name}.path", "model", m.path,
                                  "a transformers folder saved with save_pretrained, or a GGUF file with source: gguf"))
-        if m.sae.source == "saelens":
-            repo = saelens_repo(m.sae.release) or m.sae.release
-            needs.append(HubNeed(f"models.{name}.sae", "model", repo,
-                                 "{source: disk, path: <the SAE's folder saved by SAELens>}"))
+        for hook, sae in m.saes.items():
+            if sae.source == "saelens":
+                repo = saelens_repo(sae.release) or sae.release
+                needs.append(HubNeed(m.sae_key(hook), "model", repo,
+                                     "{source: disk, path: <the SAE's folder saved by SAELens>}"))
     if cfg.corpus.source == "hf_dataset":
         needs.append(HubNeed("corpus.name", "dataset", cfg.corpus.name,
                              "corpus.source: text_files with corpus.paths: [<text files>]"))

@@ -20,7 +20,7 @@ from ..config import cross_field_problems
 from ..errors import AuditError, Problems
 from ..hooks import parse_hook
 from ..io import atomic_path
-from ..inputs.watchlist import check_ids, read_watchlist
+from ..inputs.watchlist import check_hooks, check_ids, ids_at, read_watchlist
 from ..model.architecture import config_value, hidden_size, linear_input_widths, n_layers, part_input_widths, text_config
 from ..model.reference import unsupported_gguf
 from ..paths import looks_local, resolve_path
@@ -262,20 +262,22 @@ def check_model(cfg, name: str, m, problems: Problems) -> dict | None:
     if looks_local(m.path) and not unreadable:
         problems.check(check_artifact_once, resolve_path(m.path), f"{where}.path")
         unreadable = len(problems.lines) > before
-    if m.sae.source == "disk":
-        problems.check(check_readable, m.sae.path, f"{where}.sae.path", folder=True)
-        if os.path.isdir(m.sae.path):
-            for weights in sorted(Path(m.sae.path).glob("*.safetensors")):
-                problems.check(check_artifact_once, str(weights), f"{where}.sae.path")
+    for hook, sae in m.saes.items():
+        if sae.source == "disk":
+            problems.check(check_readable, sae.path, f"{m.sae_key(hook)}.path", folder=True)
+            if os.path.isdir(sae.path):
+                for weights in sorted(Path(sae.path).glob("*.safetensors")):
+                    problems.check(check_artifact_once, str(weights), f"{m.sae_key(hook)}.path")
     config = None if unreadable else problems.check(model_config, m.source, m.path, name, prefix=f"{where}: ")
     shape = shape_of(config) if config is not None else None
-    problems.check(parse_hook, m.hook, shape["n_layers"] if shape else None, prefix=f"{where}.hook: ")
-    if shape and m.sae.source == "disk" and os.path.isdir(m.sae.path):
-        meta = problems.check(saved_sae_metadata, m.sae.path, key=f"{where}.sae.path")
-        if meta is not None:
-            problems.check(check_width, meta["d_in"], shape["d_model"], f"the activation at {m.hook}",
-                           prefix=f"{where}.sae: ")
-            problems.check(check_hook, meta["hook_name"], m.hook, name)
+    for hook, sae in m.saes.items():
+        problems.check(parse_hook, hook, shape["n_layers"] if shape else None, prefix=f"{where}: ")
+        if shape and sae.source == "disk" and os.path.isdir(sae.path):
+            meta = problems.check(saved_sae_metadata, sae.path, key=f"{m.sae_key(hook)}.path")
+            if meta is not None:
+                problems.check(check_width, meta["d_in"], shape["d_model"], f"the activation at {hook}",
+                               prefix=f"{m.sae_key(hook)}: ")
+                problems.check(check_hook, meta["hook_name"], hook, name)
     if config is not None:
         problems.check(check_widths, config, cfg.variants(name), name)
         problems.check(check_producers, config, m)
@@ -286,24 +288,29 @@ def check_model(cfg, name: str, m, problems: Problems) -> dict | None:
     return shape
 
 
-def sae_width(m) -> int | None:
-    """The SAE's number of features, where start-up can know it without the hub."""
-    if m.sae.source == "train":
-        return m.sae.train.d_sae
-    if m.sae.source == "disk" and os.path.isdir(m.sae.path):
-        return saved_sae_metadata(m.sae.path, key=f"models.{m.name}.sae.path").get("d_sae")
+def sae_width(m, hook: str) -> int | None:
+    """The number of features of the SAE at `hook`, where start-up can know it without the hub."""
+    sae = m.saes[hook]
+    if sae.source == "train":
+        return sae.train.d_sae
+    if sae.source == "disk" and os.path.isdir(sae.path):
+        return saved_sae_metadata(sae.path, key=f"{m.sae_key(hook)}.path").get("d_sae")
     return None
 
 
 def check_watchlist(cfg, m) -> None:
-    """The watch-list the config names parses, and names features of this model's SAE."""
+    """The watch-list the config names parses, names hooks the audit has (and a hook wherever a
+    model has several), and names features of each hook's SAE."""
     path = cfg.gate.watchlist
     if not path or not os.path.isfile(path):
         return  # a missing file is config.cross_field_problems's line
-    ids = read_watchlist(path, key="gate.watchlist")
-    d_sae = sae_width(m)
-    if d_sae:
-        check_ids(ids, d_sae, path, key=f"gate.watchlist (models.{m.name})")
+    entries = read_watchlist(path, key="gate.watchlist")
+    audited = sorted({h for model in cfg.models.values() for h in model.saes}) if len(cfg.models) > 1 else list(m.saes)
+    check_hooks(entries, audited if len(m.saes) == 1 else list(m.saes), path, key="gate.watchlist")
+    for hook in m.saes:
+        d_sae = sae_width(m, hook)
+        if d_sae:
+            check_ids(ids_at(entries, hook), d_sae, path, key=f"gate.watchlist (models.{m.name} at {hook})")
 
 
 def check_context(config: dict, cfg, name: str) -> None:

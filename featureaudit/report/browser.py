@@ -1,4 +1,5 @@
-"""The feature browser: one self-contained HTML file per model (no network, no server).
+"""The feature browser: one self-contained HTML file per model and hook (no network, no server;
+a hook selector links the pages of one model's hooks, which sit side by side).
 
 Every FP-active feature is a row of a table (sortable, filterable by status in a chosen
 variant, paginated so 16 K features stay fast); a row opens the feature's card: its top FP
@@ -41,7 +42,7 @@ def _num(x):
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
-def build_payload(model: str, variants: list[str], survival: dict[str, pd.DataFrame], risk: dict[str, pd.DataFrame],
+def build_payload(model: str, hook: str, hooks: list[str], variants: list[str], survival: dict[str, pd.DataFrame], risk: dict[str, pd.DataFrame],
                   contexts: pd.DataFrame, evidence: dict[str, pd.DataFrame], summary: pd.DataFrame,
                   token_text: dict[int, str], thresholds: dict, causal: dict[str, pd.DataFrame] | None = None) -> dict:
     """Everything the page shows, as plain JSON with typed arrays in base64. `causal`: the
@@ -94,7 +95,7 @@ def build_payload(model: str, variants: list[str], survival: dict[str, pd.DataFr
              "frac_survived": _num(float(rows.loc[v, "frac_survived"])) if v in rows.index else None}
             for v in variants]
     return {
-        "model": model, "variants": meta, "statuses": list(STATUSES), "thresholds": thresholds,
+        "model": model, "hook": hook, "hooks": list(hooks), "variants": meta, "statuses": list(STATUSES), "thresholds": thresholds,
         "n_features": int(n_f), "n_contexts": int(len(ctx)),
         "feature": _b64(features.astype(np.int32)),
         "fp_tokens": _b64(stats.fp_active_tokens.to_numpy(np.int32)),
@@ -113,7 +114,8 @@ def build_payload(model: str, variants: list[str], survival: dict[str, pd.DataFr
 def render(payload: dict) -> str:
     # "</" inside a <script> would end it early; JSON allows "<\/"
     data = json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    return PAGE.replace("__TITLE__", f"featureaudit: {payload['model']} features").replace("__DATA__", data)
+    title = f"featureaudit: {payload['model']} features at {payload['hook']}"
+    return PAGE.replace("__TITLE__", title).replace("__DATA__", data)
 
 
 def token_strings(tokenizer, ids) -> dict[int, str]:
@@ -121,9 +123,10 @@ def token_strings(tokenizer, ids) -> dict[int, str]:
     return {int(i): tokenizer.decode([int(i)]) for i in ids}
 
 
-def write_browser(model: str, variants, survival_paths, risk_paths, contexts_path, evidence_paths, summary_path,
-                  source: dict, thresholds: dict, out_path, causal_paths: dict | None = None) -> None:
-    """The `browser` rule: results/<model>/browser.html."""
+def write_browser(model: str, hook: str, hooks: list[str], variants, survival_paths, risk_paths, contexts_path,
+                  evidence_paths, summary_path, source: dict, thresholds: dict, out_path,
+                  causal_paths: dict | None = None) -> None:
+    """The `browser` rule: results/<model>/<hook>/browser.html."""
     from ..model.reference import load_tokenizer
     from ..progress import log
 
@@ -134,8 +137,9 @@ def write_browser(model: str, variants, survival_paths, risk_paths, contexts_pat
     ids = np.unique(np.concatenate(contexts.token_ids.to_numpy())) if len(contexts) else []
     text = token_strings(load_tokenizer(source["source"], source["path"], source["name"]), ids)
     causal = {v: read_table(p).to_pandas() for v, p in (causal_paths or {}).items()}
-    payload = build_payload(model, list(variants), survival, risk, contexts, evidence, pd.read_csv(summary_path),
-                            text, thresholds, causal)
+    summary = pd.read_csv(summary_path)
+    payload = build_payload(model, hook, hooks, list(variants), survival, risk, contexts, evidence,
+                            summary[summary.hook == hook], text, thresholds, causal)
     html = render(payload)
     with atomic_path(out_path) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")

@@ -22,7 +22,7 @@ tr.open{background:#ffd !important}
 #controls *{margin-right:6px}.muted{color:#666}.note{color:#666;font-size:12px}
 </style></head><body>
 <div id="left">
-<h1 id="title"></h1><div id="verdict" class="note"></div>
+<h1 id="title"></h1><div id="hooks" class="note"></div><div id="verdict" class="note"></div>
 <div id="controls">
 variant <select id="variant"></select>
 status <select id="status"><option value="any">any</option><option value="notsurvived">not survived</option>
@@ -65,7 +65,17 @@ let state = {variant: Math.min(NV - 1, 1), status: "any", search: "", key: "brok
 const fmt = (x, d) => (x === null || Number.isNaN(x)) ? "–" : x.toFixed(d);
 const pct = x => (x === null) ? "–" : (100 * x).toFixed(1) + " %";
 
-document.getElementById("title").textContent = D.model + ": " + NF + " FP-active features, " + NV + " variants";
+document.getElementById("title").textContent = D.model + " at " + D.hook + ": " + NF + " FP-active features, " + NV + " variants";
+if (D.hooks.length > 1) {  // the other hooks' pages sit beside this one: results/<model>/<hook>/browser.html
+  const box = document.getElementById("hooks");
+  box.appendChild(document.createTextNode("SAE at: "));
+  D.hooks.forEach(h => {
+    const a = document.createElement(h === D.hook ? "b" : "a");
+    a.textContent = h;
+    if (h !== D.hook) { a.href = "../" + h + "/browser.html"; a.className = "hook"; }
+    box.appendChild(a); box.appendChild(document.createTextNode(" "));
+  });
+}
 const sel = document.getElementById("variant");
 V.forEach((v, j) => { const o = document.createElement("option"); o.value = j; o.textContent = v.name; sel.appendChild(o); });
 sel.value = state.variant;

@@ -1,5 +1,6 @@
 """Figures a person reads: one function per figure, all from the summary and survival tables.
-`write_figures` is the body of the `figures` rule.
+`write_figures` is the body of the `figures` rule (the figures of one hook), `write_depth_figure`
+of the `depth_figure` rule (survival against depth, across the model's hooks).
 
 Conventions: a family of variants (RTN, GGUF, bitsandbytes, torchao, checkpoints, pruning) has
 one colour and marker in every figure; no colour repeats within a plot; many series become
@@ -20,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..figure_names import FIGURES  # noqa: E402
+from ..figure_names import DEPTH_FIGURE, FIGURES  # noqa: E402
 from ..integrity import verify_file  # noqa: E402
 from ..io import atomic_path, read_json, read_table  # noqa: E402
 from .method_groups import GROUP_LABELS, GROUPS, method_table, short_label  # noqa: E402
@@ -357,10 +358,12 @@ def methods_plot(summary: pd.DataFrame):
     return fig
 
 
-def write_figures(summary_csv, variants, survival_paths, predict_paths, quantized, overlap_paths, outputs,
-                 tolerance: float | None = None, causal_paths: dict | None = None, survived_r: float = 0.9) -> None:
-    """The `figures` rule: every figure in FIGURES, as each of the requested output files."""
+def write_figures(summary_csv, hook: str, variants, survival_paths, predict_paths, quantized, overlap_paths, outputs,
+                  tolerance: float | None = None, causal_paths: dict | None = None, survived_r: float = 0.9) -> None:
+    """The `figures` rule: every figure in FIGURES for one hook, as each of the requested output
+    files (the summary's rows of that hook; the tables are that hook's)."""
     summary = pd.read_csv(verify_file(summary_csv))
+    summary = summary[summary.hook == hook].reset_index(drop=True)
     summary["vs_reference"] = summary.vs_reference.fillna("")
     fp = summary[summary.variant == "fp"].bits_per_weight
     reference_bits = float(fp.iloc[0]) if len(fp) and pd.notna(fp.iloc[0]) else None
@@ -382,4 +385,52 @@ def write_figures(summary_csv, variants, survival_paths, predict_paths, quantize
     }
     for name in FIGURES:
         paths = [str(p) for p in outputs if Path(p).stem == name]
-        _save(builders[name](), paths)
+        fig = builders[name]()
+        fig.text(0.995, 0.005, f"SAE at {hook}", ha="right", va="bottom", fontsize=7, color="#666666")
+        _save(fig, paths)
+
+
+def survival_by_depth(summary: pd.DataFrame):
+    """Survived and damaged fractions against the hook's layer, one line per variant with its
+    95 % interval as a band; one column of panels per family of variants (small multiples), so
+    no panel holds more lines than a family has variants."""
+    s = summary[summary.variant != "fp"]
+    families = list(dict.fromkeys(s.family))
+    if s.empty:
+        return _empty("survival by depth")
+    fig, axes = plt.subplots(2, len(families), figsize=(3.3 * len(families) + 0.6, 6.6), sharex=True, sharey="row",
+                             squeeze=False)
+    layers = sorted(s.layer.unique())
+    for j, family in enumerate(families):
+        part = s[s.family == family]
+        names = list(dict.fromkeys(part.variant))
+        palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors
+        for i, (col, label) in enumerate((("frac_survived", "features survived (%)"),
+                                          ("frac_damaged", "features damaged (%)"))):
+            ax = axes[i][j]
+            for k, v in enumerate(names):
+                r = part[part.variant == v].sort_values("layer")
+                color = palette[k % len(palette)]
+                ax.plot(r.layer, 100 * r[col], marker="o", ms=4, lw=1.2, color=color, label=v)
+                if f"{col}_lo" in r and r[f"{col}_lo"].notna().all() and len(r) > 1:
+                    ax.fill_between(r.layer, 100 * r[f"{col}_lo"], 100 * r[f"{col}_hi"], color=color, alpha=0.15, lw=0)
+                elif f"{col}_lo" in r and r[f"{col}_lo"].notna().all():
+                    ax.errorbar(r.layer, 100 * r[col], yerr=_err(r, col, 100), fmt="none", ecolor=color, capsize=2)
+            if j == 0:
+                ax.set_ylabel(label + "\n(bands: 95 % intervals)")
+            if i == 1:
+                ax.set_xlabel("layer of the hook")
+            ax.set_xticks(layers)
+            ax.grid(alpha=0.3, lw=0.5)
+        axes[0][j].set_title(_style(family)[2], fontsize=9)
+        axes[0][j].legend(fontsize=6, loc="lower left")
+    axes[0][0].set_ylim(-2, 102)
+    fig.suptitle("Where each format starts to lose features: survival against depth")
+    fig.tight_layout()
+    return fig
+
+
+def write_depth_figure(summary_csv, outputs) -> None:
+    """The `depth_figure` rule: survival against depth, across the model's hooks."""
+    summary = pd.read_csv(verify_file(summary_csv))
+    _save(survival_by_depth(summary), [str(p) for p in outputs if Path(p).stem == DEPTH_FIGURE])

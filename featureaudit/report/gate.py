@@ -5,9 +5,11 @@
     featureaudit-gate results/smollm2/summary.csv --variant rtn-w6 --watchlist safety_features.txt
 
 Thresholds: a flag if given, else the `gate:` block of --config (default: ./config.yaml when
-it exists), else 0.5 survived / 0.2 damaged. A watch-list is a text file of feature ids, one per
-line (`#` starts a comment); each must be FP-active and survive in the variant, read from the
-survival table beside the summary (survival/<variant>.parquet). One line per failed requirement.
+it exists), else 0.5 survived / 0.2 damaged. Every hook of the summary is checked (--hook names
+some). A watch-list is a text file of feature ids, one per line, or a hook and an id where the
+audit has several hooks (`#` starts a comment); each must be FP-active and survive in the variant,
+read from the hook's survival table beside the summary (<hook>/survival/<variant>.parquet). One
+line per failed requirement.
 """
 
 from __future__ import annotations
@@ -22,20 +24,36 @@ import pandas as pd
 
 from ..config import GateConfig
 from ..errors import AuditError
-from ..inputs.watchlist import check_ids, read_watchlist
+from ..inputs.watchlist import check_hooks, check_ids, ids_at, read_watchlist
 from ..integrity import sidecar, verify_file
 
 REQUIRED = ("variant", "n_active", "frac_survived", "frac_damaged", "perplexity")
 
 
-def _row(summary: pd.DataFrame, variant: str) -> pd.Series:
+def _row(summary: pd.DataFrame, variant: str, hook: str | None = None) -> pd.Series:
     missing = [c for c in REQUIRED if c not in summary.columns]
     if missing:
         raise KeyError(f"the summary has no column {', '.join(missing)}; is it a featureaudit summary.csv?")
     rows = summary[summary.variant == variant]
     if rows.empty:
-        raise KeyError(f"variant {variant!r} is not in the summary; it has {', '.join(summary.variant)}")
+        raise KeyError(f"variant {variant!r} is not in the summary; it has {', '.join(dict.fromkeys(summary.variant))}")
+    if hook is not None:
+        rows = rows[rows.hook == hook]
     return rows.iloc[0]
+
+
+def summary_hooks(summary: pd.DataFrame, wanted: list[str] | None) -> list[str | None]:
+    """The hooks to check: those asked for, else every hook of the summary ([None] for a
+    summary of one hook written before summaries had a hook column)."""
+    if "hook" not in summary.columns:
+        if wanted:
+            raise KeyError("this summary has no hook column (one hook); drop --hook")
+        return [None]
+    hooks = list(dict.fromkeys(summary.hook))
+    unknown = [h for h in wanted or [] if h not in hooks]
+    if unknown:
+        raise KeyError(f"hook {unknown[0]!r} is not in the summary; it has {', '.join(hooks)}")
+    return list(wanted) if wanted else hooks
 
 
 def _ci(row, name: str) -> str:
@@ -100,8 +118,10 @@ def main(argv=None) -> int:
     ap.add_argument("--config", help="the audit's config.yaml, whose gate: block gives the thresholds (default ./config.yaml)")
     ap.add_argument("--min-survived", type=float, help="fraction of FP-active features that must survive")
     ap.add_argument("--max-damaged", type=float, help="fraction that may be damaged")
-    ap.add_argument("--watchlist", help="file of feature ids (one per line) that must each survive "
-                                        "(default: the config's gate.watchlist)")
+    ap.add_argument("--watchlist", help="file of feature ids (one per line, or '<hook> <id>') that must each "
+                                        "survive (default: the config's gate.watchlist)")
+    ap.add_argument("--hook", action="append", help="check this hook only (repeat for several; default: every "
+                                                    "hook of the summary)")
     args = ap.parse_args(argv)
     try:
         gate, _ = gate_config(args.config or "config.yaml", explicit=args.config is not None)
@@ -111,22 +131,32 @@ def main(argv=None) -> int:
             gate = replace(gate, max_damaged=args.max_damaged)
         if sidecar(args.summary).exists():  # the workflow's own summary: check it was not damaged
             verify_file(args.summary)
-        row = _row(pd.read_csv(args.summary), args.variant)
-        failures, passed = fraction_failures(row, args.variant, gate)
+        summary = pd.read_csv(args.summary)
+        hooks = summary_hooks(summary, args.hook)
         watchlist = args.watchlist or gate.watchlist
-        if watchlist:
-            ids = read_watchlist(watchlist)
-            table = Path(args.summary).parent / "survival" / f"{args.variant}.parquet"
-            if not table.exists():
-                raise AuditError(f"{table} does not exist: a watch-list needs the survival tables beside the summary")
-            from ..io import read_table
+        entries = read_watchlist(watchlist) if watchlist else []
+        audited = summary_hooks(summary, None)  # every hook of the audit: a bare id is ambiguous among several
+        check_hooks(entries, audited, watchlist)
+        failures, passes = [], []
+        for hook in hooks:
+            label = f"{args.variant} at {hook}" if len(audited) > 1 else args.variant
+            more, passed = fraction_failures(_row(summary, args.variant, hook), label, gate)
+            failures += more
+            if entries:
+                ids = ids_at(entries, hook)
+                folder = Path(args.summary).parent if hook is None else Path(args.summary).parent / hook
+                table = folder / "survival" / f"{args.variant}.parquet"
+                if not table.exists():
+                    raise AuditError(f"{table} does not exist: a watch-list needs the survival tables beside the summary")
+                from ..io import read_table
 
-            failures += watchlist_failures(read_table(table).to_pandas(), ids, args.variant, watchlist)
-            passed += f"; all {len(ids)} watched features survived"
+                failures += watchlist_failures(read_table(table).to_pandas(), ids, label, watchlist)
+                passed += f"; all {len(ids)} watched features survived"
+            passes.append(passed)
     except (AuditError, OSError, KeyError, ValueError) as e:  # ValueError: pandas' ParserError, EmptyDataError; non-numbers
         print(f"featureaudit-gate: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
-    print("\n".join(failures) if failures else passed)
+    print("\n".join(failures or passes))
     return 1 if failures else 0
 
 

@@ -1,6 +1,8 @@
-"""The summary table: one row per variant, what a person (or the gate) reads first, with 95 %
-bootstrap intervals (`_lo`/`_hi` columns) and a one-line verdict. `write_summary` is the body
-of the `summary` rule."""
+"""The summary table: one row per variant and hook (long form: a model audited at three depths
+has three rows per variant, `hook` and `layer` saying which), what a person (or the gate) reads
+first, with 95 % bootstrap intervals (`_lo`/`_hi` columns) and a one-line verdict per row. The
+task metrics are the variant's, the same on each of its rows. `write_summary` is the body of the
+`summary` rule."""
 
 from __future__ import annotations
 
@@ -10,13 +12,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import GateConfig, UncertaintyConfig
+from ..hooks import parse_hook
 from ..io import atomic_path, read_json, read_table
 from ..measure.survival import fractions, replicate_fractions
 from ..measure.uncertainty import bootstrap_perplexity, interval, load_replicates
 from ..progress import log
 from ..variants import parse_variant
 
-COLUMNS = ("variant", "kind", "family", "method", "tensor_types", "bits", "bits_per_weight", "sparsity", "weight_error", "vs_reference",
+COLUMNS = ("variant", "hook", "layer", "kind", "family", "method", "tensor_types", "bits", "bits_per_weight", "sparsity", "weight_error", "vs_reference",
            "reused_from", "n_active", "frac_survived", "frac_survived_lo", "frac_survived_hi",
            "frac_blurred", "frac_blurred_lo", "frac_blurred_hi", "frac_damaged", "frac_damaged_lo", "frac_damaged_hi",
            "n_born", "perplexity", "perplexity_se", "perplexity_lo", "perplexity_hi", "perplexity_sliding",
@@ -111,42 +114,30 @@ def runtime_columns(result: dict) -> dict:
             "runtime_status_agreement": result["status_agreement"]}
 
 
-def build_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths=None, overlap_paths=None,
-                  uncertainty: UncertaintyConfig = UncertaintyConfig(), gate: GateConfig = GateConfig(),
+def _hook_of(path) -> str:
+    """results/<model>/<hook>/<table>/<variant>.<ext> -> <hook>."""
+    return Path(path).parent.parent.name
+
+
+def build_summary(variants, hooks, survival_paths, metrics_paths, predict_paths, replicate_paths=None,
+                  overlap_paths=None, uncertainty: UncertaintyConfig = UncertaintyConfig(), gate: GateConfig = GateConfig(),
                   causal_paths=(), runtime_paths=(), methods: dict | None = None) -> pd.DataFrame:
-    replicate_paths = replicate_paths or [None] * len(variants)
-    overlaps = {Path(p).stem: read_json(p) for p in (overlap_paths or [])}
-    causal = {Path(p).stem: read_json(p) for p in causal_paths}
-    runtime = {Path(p).stem: read_json(p) for p in runtime_paths}
+    """Rows hook by hook, variants in the given order. Per-hook inputs (survival, predictability,
+    replicates) are hook-major lists: hook 0's variants, then hook 1's, ...; metrics are per variant."""
+    n = len(variants)
+    replicate_paths = replicate_paths or [None] * (n * len(hooks))
+    metrics = {v: read_json(p) for v, p in zip(variants, metrics_paths)}
+    overlaps = {(_hook_of(p), Path(p).stem): read_json(p) for p in (overlap_paths or [])}
+    causal = {(_hook_of(p), Path(p).stem): read_json(p) for p in causal_paths}
+    runtime = {Path(p).stem: read_json(p)["hooks"] for p in runtime_paths}
     methods = methods or {}
     rows = []
-    for v, sp, mp, pp, bp in zip(variants, survival_paths, metrics_paths, predict_paths, replicate_paths):
-        spec = parse_variant(v)
-        met, pred = read_json(mp), read_json(pp)
-        kind = "magnitude" if spec.kind == "match" else spec.kind
-        row = {"variant": v, "kind": kind, "family": "magnitude" if spec.kind == "match" else spec.family,
-               "method": methods.get(v, ""), "tensor_types": tensor_types(met),
-               "bits": spec.bits, "bits_per_weight": met.get("bits_per_weight"),
-               "sparsity": met.get("matched_sparsity") if spec.kind == "match" else spec.sparsity,
-               "weight_error": met.get("weight_error"),
-               "vs_reference": "" if v == "fp" else relation_to_reference(met.get("weight_error")),
-               # computed once: a variant with the reference's weights has fp's outputs
-               "reused_from": met.get("same_as", "")}
-        row.update(fractions(read_table(sp, columns=["status", "born"]).to_pandas()))
-        row.update({k: met[k] for k in ("perplexity", "kl_to_fp", "top1_agreement")})
-        row["perplexity_sliding"] = met.get("perplexity_sliding")  # only with evaluation.sliding
-        row.update(auc=pred.get("auc"), auc_lo=pred.get("auc_lo"), auc_hi=pred.get("auc_hi"))
-        if bp is not None:
-            row.update(interval_columns(bp, row, met, uncertainty))
-        o = overlaps.get(v, {})
-        row.update(jaccard=o.get("jaccard"), jaccard_lo=o.get("jaccard_lo"), jaccard_hi=o.get("jaccard_hi"))
-        if v in causal:
-            row.update(causal_columns(causal[v]))
-        elif v == "fp" and causal:  # FP's own splice scores, the baseline of every variant's
-            row.update(causal_columns(next(iter(causal.values())), "fp_splice"))
-        if v in runtime:
-            row.update(runtime_columns(runtime[v]))
-        rows.append(row)
+    for k, hook in enumerate(hooks):
+        here = slice(k * n, (k + 1) * n)
+        for v, sp, pp, bp in zip(variants, survival_paths[here], predict_paths[here], replicate_paths[here]):
+            rows.append(_row(v, hook, metrics[v], sp, read_json(pp), bp, overlaps.get((hook, v), {}),
+                             {key[1]: c for key, c in causal.items() if key[0] == hook},
+                             runtime.get(v, {}).get(hook), methods, uncertainty))
     df = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
     fp = df.loc[df.variant == "fp", "perplexity"]
     df["perplexity_change"] = df.perplexity / float(fp.iloc[0]) - 1 if len(fp) else float("nan")
@@ -156,14 +147,43 @@ def build_summary(variants, survival_paths, metrics_paths, predict_paths, replic
     return df[list(COLUMNS)]
 
 
-def write_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths, out_path,
-                  uncertainty: UncertaintyConfig, gate: GateConfig, causal_paths=(), runtime_paths=(),
+def _row(v: str, hook: str, met: dict, survival_path, pred: dict, replicates_path, overlap: dict, causal: dict,
+         runtime: dict | None, methods: dict, uncertainty: UncertaintyConfig) -> dict:
+    spec = parse_variant(v)
+    kind = "magnitude" if spec.kind == "match" else spec.kind
+    row = {"variant": v, "hook": hook, "layer": parse_hook(hook).layer, "kind": kind,
+           "family": "magnitude" if spec.kind == "match" else spec.family,
+           "method": methods.get(v, ""), "tensor_types": tensor_types(met),
+           "bits": spec.bits, "bits_per_weight": met.get("bits_per_weight"),
+           "sparsity": met.get("matched_sparsity") if spec.kind == "match" else spec.sparsity,
+           "weight_error": met.get("weight_error"),
+           "vs_reference": "" if v == "fp" else relation_to_reference(met.get("weight_error")),
+           # computed once: a variant with the reference's weights has fp's outputs
+           "reused_from": met.get("same_as", "")}
+    row.update(fractions(read_table(survival_path, columns=["status", "born"]).to_pandas()))
+    row.update({k: met[k] for k in ("perplexity", "kl_to_fp", "top1_agreement")})
+    row["perplexity_sliding"] = met.get("perplexity_sliding")  # only with evaluation.sliding
+    row.update(auc=pred.get("auc"), auc_lo=pred.get("auc_lo"), auc_hi=pred.get("auc_hi"))
+    if replicates_path is not None:
+        row.update(interval_columns(replicates_path, row, met, uncertainty))
+    row.update(jaccard=overlap.get("jaccard"), jaccard_lo=overlap.get("jaccard_lo"), jaccard_hi=overlap.get("jaccard_hi"))
+    if v in causal:
+        row.update(causal_columns(causal[v]))
+    elif v == "fp" and causal:  # FP's own splice scores, the baseline of every variant's
+        row.update(causal_columns(next(iter(causal.values())), "fp_splice"))
+    if runtime is not None:
+        row.update(runtime_columns(runtime))
+    return row
+
+
+def write_summary(variants, hooks, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths,
+                  out_path, uncertainty: UncertaintyConfig, gate: GateConfig, causal_paths=(), runtime_paths=(),
                   methods: dict | None = None) -> None:
     """The `summary` rule: summary.csv, and the table in the log."""
-    df = build_summary(variants, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths,
+    df = build_summary(variants, hooks, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths,
                        uncertainty, gate, causal_paths, runtime_paths, methods)
     with atomic_path(out_path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     log("summary:\n" + df.drop(columns=["verdict"]).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    for v, line in zip(df.variant, df.verdict):
-        log(f"verdict {v}: {line}")
+    for v, hook, line in zip(df.variant, df.hook, df.verdict):
+        log(f"verdict {v} at {hook}: {line}")

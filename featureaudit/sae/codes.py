@@ -1,6 +1,7 @@
 """SAE codes stored sparse: one row per (token, feature) that fires, never a dense matrix.
 
-One parquet file per variant; row group i holds the codes of activation shard i, sorted by
+One parquet file per variant and hook (codes/<variant>/<hook>.parquet: the variant's job
+encodes every hook with that hook's SAE); row group i holds the codes of activation shard i, sorted by
 (token, feature). Every variant encodes the same tokens in the same shards, so row group i of
 two variants covers the same tokens: survival reads them pairwise, one group at a time.
 File metadata: d_sae, n_tokens, and the token count of each group.
@@ -81,6 +82,17 @@ def encode_activations(sae, act_dir, out_path, batch: int | None = None, progres
                 {"d_sae": str(d_sae), "n_tokens": str(n_tokens), "group_tokens": json.dumps(group_tokens)}
             )
     return nnz
+
+
+def hook_codes(codes_dir, hook: str) -> Path:
+    """The codes file of one hook inside a variant's codes folder (the folder checked first)."""
+    from ..integrity import verify_dir
+
+    path = verify_dir(codes_dir) / f"{hook}.parquet"
+    if not path.is_file():
+        raise AuditError(f"{codes_dir} has no codes for {hook} (encoded before the hook was added?); "
+                         f"delete {codes_dir} and rerun")
+    return path
 
 
 class Codes:

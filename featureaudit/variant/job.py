@@ -1,6 +1,6 @@
-"""One variant, built once: its activations at the SAE's hook on the audit tokens (shards), their
-SAE codes, and its task metrics on the held-out tokens. `write_variant` is the body of the
-`variant` rule.
+"""One variant, built once: its activations at every audited hook on the audit tokens (shards,
+all hooks from one forward that stops after the deepest), their codes (each hook's own SAE), and
+its task metrics on the held-out tokens. `write_variant` is the body of the `variant` rule.
 
 One job rather than three (capture, encode, metrics) because each of those paid again for what
 the others had done: importing the stack, loading the reference, building the variant (20-60 s
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -26,10 +27,10 @@ from ..config import CaptureSettings, EvaluationConfig, ModelRun
 from ..device import resolve_device
 from ..hooks import parse_hook
 from ..inputs.tokens import read_tokens
-from ..integrity import verify_dir, verify_file
-from ..io import atomic_dir, atomic_path, read_json, write_json
+from ..integrity import verify_dir
+from ..io import atomic_dir, read_json, write_json
 from ..model.architecture import block_linears, hidden_size, n_layers
-from ..model.capture import write_activation_shards
+from ..model.capture import write_hook_shards
 from ..model.reference import load_reference
 from ..model.storage import checkpoint_metadata
 from ..progress import log
@@ -40,11 +41,12 @@ from ..variants import WEIGHT_ONLY_KINDS, parse_variant
 from .fp_heldout import OutputHead
 from .metrics import variant_metrics
 
+
 @dataclass(frozen=True)
 class VariantInputs:
     tokens: str
     reference: str
-    sae: str
+    saes: tuple  # each hook's SAE folder, in the order of the captures
     fp_heldout: str
     matched: str | None = None  # match- variants: the matched sparsity
     checkpoint: str | None = None  # ckpt- variants: the file or folder
@@ -55,8 +57,8 @@ class VariantInputs:
 
 @dataclass(frozen=True)
 class VariantOutputs:
-    activations: str
-    codes: str
+    activations: str  # a folder: one subfolder of shards per hook
+    codes: str  # a folder: <hook>.parquet per hook
     metrics: str
 
 
@@ -66,11 +68,11 @@ def same_weights(reference, lm) -> bool:
     return bool(pairs) and all(torch.equal(a.weight, b.weight) for (_, a), (_, b) in pairs)
 
 
-def write_variant(variant: str, run: ModelRun, capture: CaptureSettings, evaluation: EvaluationConfig,
+def write_variant(variant: str, run: ModelRun, captures: list[CaptureSettings], evaluation: EvaluationConfig,
                   prepend_bos: bool, pruning_scope: str, inputs: VariantInputs, outputs: VariantOutputs) -> None:
-    """Build the variant once; write its activation shards, codes and metrics."""
+    """Build the variant once; write its activation shards and codes at every hook, and its metrics."""
     i = inputs
-    meta = saved_sae_metadata(verify_dir(i.sae), key="the SAE")
+    metas = [saved_sae_metadata(verify_dir(sae), key=f"the SAE at {c.hook}") for sae, c in zip(i.saes, captures)]
     kind = parse_variant(variant).kind
     reference, tokenizer = load_reference(i.reference, run, tokenizer=kind == "checkpoint")
     lm = build_variant(reference, variant, pruning_scope, i.matched, i.checkpoint, tokenizer)
@@ -86,16 +88,24 @@ def write_variant(variant: str, run: ModelRun, capture: CaptureSettings, evaluat
     head = OutputHead.of(reference)
     del reference  # a checkpoint or compressed copy stands alone; keep one model in memory
 
-    parse_hook(capture.hook, n_layers(lm))
-    check_width(meta["d_in"], hidden_size(lm), f"the activation at {capture.hook}")
-    check_bos(meta["prepend_bos"], capture.prepend_bos)
-    center = capture.center if capture.center is not None else wants_centering(meta)
-    n = write_activation_shards(lm, read_tokens(i.tokens, "audit"), capture.hook, outputs.activations,
-                                batch_size=capture.batch_size, exclude_bos=capture.exclude_bos, center=center)
-    log(f"captured {n} activations of {variant} at {capture.hook}")
+    centers = {}
+    for c, meta in zip(captures, metas):
+        parse_hook(c.hook, n_layers(lm))
+        check_width(meta["d_in"], hidden_size(lm), f"the activation at {c.hook}")
+        check_bos(meta["prepend_bos"], c.prepend_bos)
+        centers[c.hook] = c.center if c.center is not None else wants_centering(meta)
+    first = captures[0]  # batch size and BOS handling are the model's, the same for every hook
+    with atomic_dir(outputs.activations) as tmp:
+        n = write_hook_shards(lm, read_tokens(i.tokens, "audit"), {c.hook: tmp / c.hook for c in captures},
+                              batch_size=first.batch_size, exclude_bos=first.exclude_bos, centers=centers)
+    log(f"captured {n} activations of {variant} at {', '.join(centers)}")
 
-    nnz = encode_activations(load_encoder(i.sae, resolve_device(run.device)), outputs.activations, outputs.codes)
-    log(f"encoded {nnz} nonzero codes")
+    device = resolve_device(run.device)
+    with atomic_dir(outputs.codes) as tmp:
+        for sae, c in zip(i.saes, captures):
+            nnz = encode_activations(load_encoder(sae, device), f"{outputs.activations}/{c.hook}",
+                                     tmp / f"{c.hook}.parquet")
+            log(f"encoded {nnz} nonzero codes at {c.hook}")
 
     result = variant_metrics(variant, lm, head, evaluation, prepend_bos, i.fp_heldout, i.reference, i.checkpoint)
     result.update(extra)
@@ -104,13 +114,10 @@ def write_variant(variant: str, run: ModelRun, capture: CaptureSettings, evaluat
 
 def reuse_fp(variant: str, i: VariantInputs, outputs: VariantOutputs, extra: dict) -> None:
     """Outputs of a variant identical to the FP model: fp's, copied, its metrics relabelled."""
-    src = verify_dir(i.fp_activations)
-    with atomic_dir(outputs.activations) as tmp:
-        for f in sorted(src.iterdir()):
-            if f.is_file() and f.name != "MANIFEST.sha256":
-                shutil.copyfile(f, tmp / f.name)
-    with atomic_path(outputs.codes) as tmp:
-        shutil.copyfile(verify_file(i.fp_codes), tmp)
+    for src, dst in ((i.fp_activations, outputs.activations), (i.fp_codes, outputs.codes)):
+        with atomic_dir(dst) as tmp:
+            shutil.copytree(verify_dir(src), tmp, dirs_exist_ok=True, copy_function=shutil.copyfile,
+                            ignore=lambda folder, names: ["MANIFEST.sha256"] if Path(folder) == Path(src) else [])
     metrics = read_json(i.fp_metrics)
     metrics.update(extra, variant=variant, same_as="fp")
     write_json(metrics, outputs.metrics)

@@ -1,15 +1,15 @@
-# Causal fidelity at the SAE's hook (featureaudit/measure/causal.py): FP's side once per model, then one
-# job per variant in causal.variants that compares its effects with FP's.
+# Causal fidelity at each SAE's hook (featureaudit/measure/causal.py): FP's side once per hook, then
+# one job per hook and variant in causal.variants that compares its effects with FP's.
 
 
 rule fp_causal:
     input:
         unpack(get_fp_causal_inputs),
     output:
-        npz=f"{R}/{{model}}/causal/fp.npz",
-        json=f"{R}/{{model}}/causal/fp.json",
+        npz=f"{H}/causal/fp.npz",
+        json=f"{H}/causal/fp.json",
     log:
-        "logs/{model}/causal/fp.log",
+        "logs/{model}/{hook}/causal/fp.log",
     conda:
         ENV
     threads: HEAVY_THREADS
@@ -30,17 +30,17 @@ rule causal:
     input:
         tokens=f"{R}/{{model}}/tokens.parquet",
         reference=f"{R}/{{model}}/reference",
-        sae=f"{R}/{{model}}/sae",
-        fp_npz=f"{R}/{{model}}/causal/fp.npz",
-        fp_json=f"{R}/{{model}}/causal/fp.json",
-        survival=f"{R}/{{model}}/survival/{{variant}}.parquet",
+        sae=f"{H}/sae",
+        fp_npz=f"{H}/causal/fp.npz",
+        fp_json=f"{H}/causal/fp.json",
+        survival=f"{H}/survival/{{variant}}.parquet",
         matched=get_matched_json,
         checkpoint=get_checkpoint,
     output:
-        table=f"{R}/{{model}}/causal/{{variant}}.parquet",
-        json=f"{R}/{{model}}/causal/{{variant}}.json",
+        table=f"{H}/causal/{{variant}}.parquet",
+        json=f"{H}/causal/{{variant}}.json",
     log:
-        "logs/{model}/causal/{variant}.log",
+        "logs/{model}/{hook}/causal/{variant}.log",
     conda:
         ENV
     threads: HEAVY_THREADS

@@ -7,7 +7,8 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from featureaudit.config import as_params, load_config
 from featureaudit.errors import AuditError
-from featureaudit.figure_names import FIGURES
+from featureaudit.hooks import HOOK_PATTERN
+from featureaudit.figure_names import DEPTH_FIGURE, FIGURES
 from featureaudit.integrity import scan
 from featureaudit.paths import resolve_path
 from featureaudit.pipeline.hub import hub_problems
@@ -84,11 +85,15 @@ if workflow.is_main_process:
         fail("\n".join(d.line() for d in damaged))
 
 R = CFG.results
+# Outputs kept per hook live under results/<model>/<hook>/ (the SAE, its FP statistics, every
+# table and figure); per variant (its activations and codes at every hook, from one forward;
+# its metrics) and per model (tokens, reference, summary) under results/<model>/.
+H = f"{R}/{{model}}/{{hook}}"
 MODELS = list(CFG.models)
 QUANTIZED = CFG.quantized()
 # The causal jobs' settings, without the list of variants that get one: adding a variant to
 # causal.variants plans its own job, not again those of the variants already there.
-CAUSAL = {k: v for k, v in as_params(CFG.causal).items() if k != "variants"}
+CAUSAL = {k: v for k, v in as_params(CFG.causal).items() if k not in ("variants", "hooks")}
 ENV = "../../envs/featureaudit.yaml"
 # Model jobs get half the cores each: on a small machine two single-threaded forwards side by
 # side get more done than one two-threaded forward (measured: 215 vs 147 tokens/s per job).
@@ -119,7 +124,20 @@ def get_run(wildcards):
 
 
 def get_capture_settings(wildcards):
-    return as_params(CFG.capture_settings(wildcards.model))
+    return as_params(CFG.capture_settings(wildcards.model, wildcards.hook))
+
+
+def get_captures(wildcards):
+    """Every hook's capture settings, shallowest first: the variant job captures them all."""
+    return [as_params(CFG.capture_settings(wildcards.model, h)) for h in CFG.hooks(wildcards.model)]
+
+
+def get_hooks(wildcards):
+    return CFG.hooks(wildcards.model)
+
+
+def get_saes(wildcards):
+    return [f"{R}/{wildcards.model}/{h}/sae" for h in CFG.hooks(wildcards.model)]
 
 
 def get_token_budget(wildcards):
@@ -127,7 +145,7 @@ def get_token_budget(wildcards):
 
 
 def get_sae_settings(wildcards):
-    return as_params(CFG.models[wildcards.model].sae)
+    return as_params(CFG.models[wildcards.model].saes[wildcards.hook])
 
 
 def get_variants(wildcards):
@@ -215,6 +233,29 @@ def get_runtime_all(wildcards):
     )
 
 
+def hooks_of(wildcards):
+    """The rule's own hook, or every hook of the model (the summary reads them all)."""
+    return [wildcards.hook] if hasattr(wildcards, "hook") else CFG.hooks(wildcards.model)
+
+
+def per_hook(pattern, variants=None, hooks=None):
+    """Input function: `pattern` (with {hook} and {variant}) for each hook of hooks_of (those
+    of them `hooks(wildcards)` keeps) and each variant (`variants(wildcards)`, default every
+    variant of the model), hook-major."""
+
+    def inputs(wildcards):
+        names = (variants or get_variants)(wildcards)
+        keep = set(hooks(wildcards)) if hooks else None
+        return [
+            pattern.format(R=R, model=wildcards.model, hook=h, variant=v)
+            for h in hooks_of(wildcards)
+            if keep is None or h in keep
+            for v in names
+        ]
+
+    return inputs
+
+
 def get_methods(wildcards):
     return {v: CFG.method(wildcards.model, v) for v in CFG.variants(wildcards.model)}
 
@@ -248,7 +289,7 @@ def get_fp_output(kind):
     """fp's activations, codes or metrics, for a variant that may turn out to be the FP model."""
     path = {
         "activations": "activations/fp",
-        "codes": "codes/fp.parquet",
+        "codes": "codes/fp",
         "metrics": "metrics/fp.json",
     }[kind]
 
@@ -264,10 +305,25 @@ def get_reference_file(wildcards):
     return resolve_path(CFG.models[wildcards.model].path)
 
 
-def get_survival_all(wildcards):
-    return expand(
-        f"{R}/{wildcards.model}/survival/{{variant}}.parquet", variant=get_variants(wildcards)
-    )
+get_survival_all = per_hook("{R}/{model}/{hook}/survival/{variant}.parquet")
+get_predictability_all = per_hook("{R}/{model}/{hook}/predictability/{variant}.json")
+get_replicates_all = per_hook("{R}/{model}/{hook}/bootstrap/{variant}.npz")
+get_risk_all = per_hook("{R}/{model}/{hook}/predictability/{variant}.risk.parquet")
+get_evidence_all = per_hook("{R}/{model}/{hook}/evidence/{variant}.parquet")
+get_causal_all = per_hook(
+    "{R}/{model}/{hook}/causal/{variant}.json",
+    lambda wc: CFG.causal_variants(wc.model),
+    lambda wc: CFG.causal_hooks(wc.model),
+)
+get_causal_tables = per_hook(
+    "{R}/{model}/{hook}/causal/{variant}.parquet",
+    lambda wc: CFG.causal_variants(wc.model),
+    lambda wc: CFG.causal_hooks(wc.model),
+)
+get_overlap_all = per_hook(
+    "{R}/{model}/{hook}/overlap/{variant}.json",
+    lambda wc: QUANTIZED if CFG.pruning.match else [],
+)
 
 
 def get_metrics_all(wildcards):
@@ -276,77 +332,37 @@ def get_metrics_all(wildcards):
     )
 
 
-def get_predictability_all(wildcards):
-    return expand(
-        f"{R}/{wildcards.model}/predictability/{{variant}}.json", variant=get_variants(wildcards)
-    )
-
-
-def get_replicates_all(wildcards):
-    return expand(
-        f"{R}/{wildcards.model}/bootstrap/{{variant}}.npz", variant=get_variants(wildcards)
-    )
-
-
-def get_risk_all(wildcards):
-    return expand(
-        f"{R}/{wildcards.model}/predictability/{{variant}}.risk.parquet",
-        variant=get_variants(wildcards),
-    )
-
-
-def get_evidence_all(wildcards):
-    return expand(
-        f"{R}/{wildcards.model}/evidence/{{variant}}.parquet", variant=get_variants(wildcards)
-    )
-
-
 def get_fp_causal_inputs(wildcards):
+    here = f"{R}/{wildcards.model}/{wildcards.hook}"
     inputs = {
         "tokens": f"{R}/{wildcards.model}/tokens.parquet",
         "reference": f"{R}/{wildcards.model}/reference",
-        "sae": f"{R}/{wildcards.model}/sae",
-        "fp_survival": f"{R}/{wildcards.model}/survival/fp.parquet",
-        "statistics": f"{R}/{wildcards.model}/fp_statistics.parquet",
+        "sae": f"{here}/sae",
+        "fp_survival": f"{here}/survival/fp.parquet",
+        "statistics": f"{here}/fp_statistics.parquet",
     }
     if CFG.gate.watchlist:
         inputs["watchlist"] = CFG.gate.watchlist
     return inputs
 
 
-def get_causal_all(wildcards):
-    return expand(
-        f"{R}/{wildcards.model}/causal/{{variant}}.json",
-        variant=CFG.causal_variants(wildcards.model),
-    )
-
-
-def get_causal_tables(wildcards):
-    return expand(
-        f"{R}/{wildcards.model}/causal/{{variant}}.parquet",
-        variant=CFG.causal_variants(wildcards.model),
-    )
-
-
-def get_overlap_all(wildcards):
-    if not CFG.pruning.match:
-        return []
-    return expand(f"{R}/{wildcards.model}/overlap/{{q}}.json", q=QUANTIZED)
-
-
 def get_final_outputs():
-    return (
-        expand(f"{R}/{{model}}/summary.csv", model=MODELS)
-        + expand(f"{R}/{{model}}/figures/{{name}}.png", model=MODELS, name=FIGURES)
-        + expand(f"{R}/{{model}}/browser.html", model=MODELS)
-        + expand(f"{R}/{{model}}/method_overlap.csv", model=MODELS)
-    )
+    out = expand(f"{R}/{{model}}/summary.csv", model=MODELS)
+    out += expand(f"{R}/{{model}}/figures/{DEPTH_FIGURE}.png", model=MODELS)
+    for m in MODELS:
+        here = [f"{R}/{m}/{h}" for h in CFG.hooks(m)]
+        out += expand("{here}/figures/{name}.png", here=here, name=FIGURES)
+        out += expand("{here}/browser.html", here=here)
+        out += expand("{here}/method_overlap.csv", here=here)
+    return out
 
 
-def figure(name):
-    """Both files of one figure, in the report under its own caption (report/<name>.rst)."""
+def figure(name, per_hook=True):
+    """Both files of one figure (one per hook, or one per model), in the report under its own
+    caption (report/<name>.rst)."""
+    where = f"{R}/{{{{model}}}}/{{{{hook}}}}" if per_hook else f"{R}/{{{{model}}}}"
     return report(
-        expand(f"{R}/{{{{model}}}}/figures/{name}.{{ext}}", ext=["png", "svg"]),
+        expand(f"{where}/figures/{name}.{{ext}}", ext=["png", "svg"]),
         caption=f"../report/{name}.rst",
         category="Figures",
     )

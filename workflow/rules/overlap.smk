@@ -53,15 +53,15 @@ rule match_pruning:
 
 rule overlap:
     input:
-        quantized=f"{R}/{{model}}/survival/{{quantized}}.parquet",
-        pruned=f"{R}/{{model}}/survival/match-{{quantized}}.parquet",
+        quantized=f"{H}/survival/{{quantized}}.parquet",
+        pruned=f"{H}/survival/match-{{quantized}}.parquet",
         matched=f"{R}/{{model}}/matched/{{quantized}}.json",
-        quantized_replicates=f"{R}/{{model}}/bootstrap/{{quantized}}.npz",
-        pruned_replicates=f"{R}/{{model}}/bootstrap/match-{{quantized}}.npz",
+        quantized_replicates=f"{H}/bootstrap/{{quantized}}.npz",
+        pruned_replicates=f"{H}/bootstrap/match-{{quantized}}.npz",
     output:
-        f"{R}/{{model}}/overlap/{{quantized}}.json",
+        f"{H}/overlap/{{quantized}}.json",
     log:
-        "logs/{model}/overlap/{quantized}.log",
+        "logs/{model}/{hook}/overlap/{quantized}.log",
     conda:
         ENV
     params:
@@ -78,12 +78,12 @@ rule method_overlap:
         replicates=get_replicates_all,
     output:
         report(
-            f"{R}/{{model}}/method_overlap.csv",
+            f"{H}/method_overlap.csv",
             caption="../report/method_overlap.rst",
             category="Summary",
         ),
     log:
-        "logs/{model}/method_overlap.log",
+        "logs/{model}/{hook}/method_overlap.log",
     conda:
         ENV
     params:

@@ -113,10 +113,10 @@ rule runtime:
     input:
         gguf=get_runtime_gguf,
         tokens=f"{R}/{{model}}/tokens.parquet",
-        sae=f"{R}/{{model}}/sae",
+        saes=get_saes,
         activations=f"{R}/{{model}}/activations/{{variant}}",
-        fp_codes=f"{R}/{{model}}/codes/fp.parquet",
-        variant_codes=f"{R}/{{model}}/codes/{{variant}}.parquet",
+        fp_codes=f"{R}/{{model}}/codes/fp",
+        variant_codes=f"{R}/{{model}}/codes/{{variant}}",
     output:
         f"{R}/{{model}}/runtime/{{variant}}.json",
     log:
@@ -128,7 +128,7 @@ rule runtime:
         mem_mb=mem_mb("variant"),
         runtime=runtime("variant"),
     params:
-        capture=get_capture_settings,
+        captures=get_captures,
         thresholds=as_params(CFG.survival),
         n_tokens=CFG.runtime.n_tokens,
         code=script_code("runtime"),

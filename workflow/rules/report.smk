@@ -1,3 +1,5 @@
+# The summary (one row per variant and hook), the figures of each hook, the depth figure across
+# hooks, and each hook's feature browser.
 rule summary:
     input:
         survival=get_survival_all,
@@ -19,6 +21,7 @@ rule summary:
         ENV
     params:
         variants=get_variants,
+        hooks=get_hooks,
         uncertainty=as_params(CFG.uncertainty),
         gate=as_params(CFG.gate),
         methods=get_methods,
@@ -37,7 +40,7 @@ rule figures:
     output:
         **{name: figure(name) for name in FIGURES},
     log:
-        "logs/{model}/figures.log",
+        "logs/{model}/{hook}/figures.log",
     conda:
         ENV
     params:
@@ -52,26 +55,44 @@ rule figures:
         "../scripts/figures.py"
 
 
+# Survived and damaged fractions against depth, per variant: where each format starts to lose
+# features (one point per hook; a model with one hook gets a single column of points).
+rule depth_figure:
+    input:
+        summary=f"{R}/{{model}}/summary.csv",
+    output:
+        **{DEPTH_FIGURE: figure(DEPTH_FIGURE, per_hook=False)},
+    log:
+        "logs/{model}/depth_figure.log",
+    conda:
+        ENV
+    params:
+        code=script_code("depth_figure"),
+    script:
+        "../scripts/depth_figure.py"
+
+
 rule browser:
     input:
         survival=get_survival_all,
         risk=get_risk_all,
         evidence=get_evidence_all,
-        contexts=f"{R}/{{model}}/contexts.parquet",
+        contexts=f"{H}/contexts.parquet",
         summary=f"{R}/{{model}}/summary.csv",
         causal=get_causal_tables,
     output:
         report(
-            f"{R}/{{model}}/browser.html",
+            f"{H}/browser.html",
             caption="../report/browser.rst",
             category="Feature browser",
         ),
     log:
-        "logs/{model}/browser.log",
+        "logs/{model}/{hook}/browser.log",
     conda:
         ENV
     params:
         variants=get_variants,
+        hooks=get_hooks,
         source=get_source,
         thresholds=as_params(CFG.survival),
         causal_variants=lambda wildcards: CFG.causal_variants(wildcards.model),

@@ -1,11 +1,13 @@
+# The frozen SAE of each hook: trained once on FP activations at that hook, or read from disk or
+# SAELens's pretrained releases.
 rule sae:
     input:
         tokens=f"{R}/{{model}}/tokens.parquet",
         reference=f"{R}/{{model}}/reference",
     output:
-        directory(f"{R}/{{model}}/sae"),
+        directory(f"{H}/sae"),
     log:
-        "logs/{model}/sae.log",
+        "logs/{model}/{hook}/sae.log",
     priority: 10
     conda:
         ENV

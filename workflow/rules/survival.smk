@@ -1,14 +1,15 @@
+# Per hook: FP's statistics once, then every variant's survival and predictability against it.
 rule fp_statistics:
     input:
-        codes=f"{R}/{{model}}/codes/fp.parquet",
-        sae=f"{R}/{{model}}/sae",
+        codes=f"{R}/{{model}}/codes/fp",
+        sae=f"{H}/sae",
         tokens=f"{R}/{{model}}/tokens.parquet",
     output:
-        statistics=f"{R}/{{model}}/fp_statistics.parquet",
-        blocks=f"{R}/{{model}}/fp_blocks.npz",
-        contexts=f"{R}/{{model}}/contexts.parquet",
+        statistics=f"{H}/fp_statistics.parquet",
+        blocks=f"{H}/fp_blocks.npz",
+        contexts=f"{H}/contexts.parquet",
     log:
-        "logs/{model}/fp_statistics.log",
+        "logs/{model}/{hook}/fp_statistics.log",
     conda:
         ENV
     params:
@@ -21,17 +22,17 @@ rule fp_statistics:
 
 rule survival:
     input:
-        fp=f"{R}/{{model}}/codes/fp.parquet",
-        variant=f"{R}/{{model}}/codes/{{variant}}.parquet",
-        statistics=f"{R}/{{model}}/fp_statistics.parquet",
+        fp=f"{R}/{{model}}/codes/fp",
+        variant=f"{R}/{{model}}/codes/{{variant}}",
+        statistics=f"{H}/fp_statistics.parquet",
         tokens=f"{R}/{{model}}/tokens.parquet",
-        contexts=f"{R}/{{model}}/contexts.parquet",
+        contexts=f"{H}/contexts.parquet",
     output:
-        table=f"{R}/{{model}}/survival/{{variant}}.parquet",
-        replicates=f"{R}/{{model}}/bootstrap/{{variant}}.npz",
-        evidence=f"{R}/{{model}}/evidence/{{variant}}.parquet",
+        table=f"{H}/survival/{{variant}}.parquet",
+        replicates=f"{H}/bootstrap/{{variant}}.npz",
+        evidence=f"{H}/evidence/{{variant}}.parquet",
     log:
-        "logs/{model}/survival/{variant}.log",
+        "logs/{model}/{hook}/survival/{variant}.log",
     conda:
         ENV
     params:
@@ -44,14 +45,14 @@ rule survival:
 
 rule predictability:
     input:
-        survival=f"{R}/{{model}}/survival/{{variant}}.parquet",
-        replicates=f"{R}/{{model}}/bootstrap/{{variant}}.npz",
-        blocks=f"{R}/{{model}}/fp_blocks.npz",
+        survival=f"{H}/survival/{{variant}}.parquet",
+        replicates=f"{H}/bootstrap/{{variant}}.npz",
+        blocks=f"{H}/fp_blocks.npz",
     output:
-        auc=f"{R}/{{model}}/predictability/{{variant}}.json",
-        risk=f"{R}/{{model}}/predictability/{{variant}}.risk.parquet",
+        auc=f"{H}/predictability/{{variant}}.json",
+        risk=f"{H}/predictability/{{variant}}.risk.parquet",
     log:
-        "logs/{model}/predictability/{variant}.log",
+        "logs/{model}/{hook}/predictability/{variant}.log",
     conda:
         ENV
     params:

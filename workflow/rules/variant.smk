@@ -41,14 +41,14 @@ rule fp_heldout:
         "../scripts/fp_heldout.py"
 
 
-# One variant, built once: activations at the SAE's hook, their codes, its task metrics. A
-# variant that may come out identical to FP (weight-only compression) also takes fp's outputs,
-# to reuse them when it does.
+# One variant, built once: activations at every hook from one forward, their codes (each hook's
+# own SAE), its task metrics. A variant that may come out identical to FP (weight-only
+# compression) also takes fp's outputs, to reuse them when it does.
 rule variant:
     input:
         tokens=f"{R}/{{model}}/tokens.parquet",
         reference=f"{R}/{{model}}/reference",
-        sae=f"{R}/{{model}}/sae",
+        saes=get_saes,
         fp_heldout=f"{R}/{{model}}/fp_heldout.safetensors",
         matched=get_matched_json,
         checkpoint=get_checkpoint,
@@ -57,7 +57,7 @@ rule variant:
         fp_metrics=get_fp_output("metrics"),
     output:
         activations=directory(f"{R}/{{model}}/activations/{{variant}}"),
-        codes=f"{R}/{{model}}/codes/{{variant}}.parquet",
+        codes=directory(f"{R}/{{model}}/codes/{{variant}}"),
         metrics=f"{R}/{{model}}/metrics/{{variant}}.json",
     log:
         "logs/{model}/variant/{variant}.log",
@@ -70,7 +70,7 @@ rule variant:
         gpu=gpus,
     params:
         run=get_run,
-        capture=get_capture_settings,
+        captures=get_captures,
         evaluation=as_params(CFG.evaluation),
         prepend_bos=CFG.corpus.prepend_bos,
         pruning_scope=CFG.pruning.scope,

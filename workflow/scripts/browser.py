@@ -2,6 +2,6 @@
 from featureaudit.pipeline.run_step import run_step
 from featureaudit.report.browser import write_browser
 
-i, p = snakemake.input, snakemake.params
-run_step(snakemake, write_browser, snakemake.wildcards.model, p.variants, i.survival, i.risk, i.contexts, i.evidence,
-         i.summary, p.source, p.thresholds, snakemake.output[0], dict(zip(p.causal_variants, i.causal)))
+i, p, w = snakemake.input, snakemake.params, snakemake.wildcards
+run_step(snakemake, write_browser, w.model, w.hook, list(p.hooks), p.variants, i.survival, i.risk, i.contexts,
+         i.evidence, i.summary, p.source, p.thresholds, snakemake.output[0], dict(zip(p.causal_variants, i.causal)))

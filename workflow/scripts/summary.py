@@ -4,6 +4,6 @@ from featureaudit.pipeline.run_step import run_step
 from featureaudit.report.summary import write_summary
 
 i, p = snakemake.input, snakemake.params
-run_step(snakemake, write_summary, p.variants, i.survival, i.metrics, i.predictability, i.replicates, i.overlap,
-         snakemake.output[0], from_params(UncertaintyConfig, p.uncertainty), from_params(GateConfig, p.gate),
-         list(i.causal), list(i.runtime), dict(p.methods))
+run_step(snakemake, write_summary, p.variants, list(p.hooks), i.survival, i.metrics, i.predictability, i.replicates,
+         i.overlap, snakemake.output[0], from_params(UncertaintyConfig, p.uncertainty),
+         from_params(GateConfig, p.gate), list(i.causal), list(i.runtime), dict(p.methods))
