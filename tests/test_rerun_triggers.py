@@ -196,7 +196,9 @@ def test_a_module_edit_plans_exactly_the_rules_that_run_it(arch_project, tmp_pat
     assert not {"variant", "fp_heldout", "pruning_curve", "match_pruning"} & set(
         plans["featureaudit/measure/survival.py (statement)"])
     assert plans["featureaudit/device.py (statement)"].get("variant")
-    assert plans["featureaudit/report/gate.py (read docstring)"].get("fp_causal")
+    # gate.py's docstring is its command's help, so it counts in its hash; no rule runs the
+    # gate's CLI (the watch-list reader is inputs/watchlist.py), so editing it plans nothing
+    assert plans["featureaudit/report/gate.py (read docstring)"] == {}
 
 
 def _docstrings(source: str) -> list[ast.Constant]:
