@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import build_tiny_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+#: A Python traceback frame line: what must never reach a user's console.
+FRAME = re.compile(r'^\s*File "[^"]+", line \d+', re.M)
 
 
 def save_saelens_sae(out_dir: Path, d_in: int, hook: str, d_sae: int = 128, k: int = 8, seed: int = 0) -> Path:

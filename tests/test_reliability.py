@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO, TinyProject, base_config
+from conftest import FRAME, REPO, TinyProject, base_config
 from test_workflow import job_counts
 from featureaudit.config import load_config
 from featureaudit.errors import AuditError
@@ -352,8 +352,6 @@ def test_damaged_outputs_are_found_and_named_one_line_each(uninterrupted, tmp_pa
 
 
 # --------------------------------------------------------------------------- a full disk, a second run
-
-FRAME = re.compile(r'^\s*File "[^"]+", line \d+', re.M)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TinyProject
+from conftest import FRAME, REPO, TinyProject
 from test_reliability import kill_project
 from tiny_models import write_tiny_gguf
-FRAME = re.compile(r'^\s*File "[^"]+", line \d+', re.M)
 
 
 def project(tmp_path: Path, tiny_models, **model) -> TinyProject:

@@ -282,7 +282,6 @@ def check_model(cfg, name: str, m, problems: Problems) -> dict | None:
         problems.check(check_widths, config, cfg.variants(name), name)
         problems.check(check_producers, config, m)
         problems.check(check_context, config, cfg, name)
-    problems.check(check_watchlist, cfg, m)
     for key in m.checkpoints:
         problems.check(check_checkpoint, m, key, config)
     return shape
@@ -298,15 +297,22 @@ def sae_width(m, hook: str) -> int | None:
     return None
 
 
-def check_watchlist(cfg, m) -> None:
-    """The watch-list the config names parses, names hooks the audit has (and a hook wherever a
-    model has several), and names features of each hook's SAE."""
+def config_watchlist(cfg) -> list | None:
+    """The entries of the watch-list the config names (None without one: a missing file is
+    config.cross_field_problems's line)."""
     path = cfg.gate.watchlist
-    if not path or not os.path.isfile(path):
-        return  # a missing file is config.cross_field_problems's line
-    entries = read_watchlist(path, key="gate.watchlist")
-    audited = sorted({h for model in cfg.models.values() for h in model.saes}) if len(cfg.models) > 1 else list(m.saes)
-    check_hooks(entries, audited if len(m.saes) == 1 else list(m.saes), path, key="gate.watchlist")
+    return read_watchlist(path, key="gate.watchlist") if path and os.path.isfile(path) else None
+
+
+def check_watchlist(cfg, m, entries: list) -> None:
+    """The watch-list names hooks the audit has (a hook wherever model `m` has several) and
+    features of each hook's SAE. A model with one hook, beside others, takes hook names of any."""
+    path = cfg.gate.watchlist
+    if len(m.saes) == 1 and len(cfg.models) > 1:
+        hooks = sorted({h for model in cfg.models.values() for h in model.saes})
+    else:
+        hooks = list(m.saes)
+    check_hooks(entries, hooks, path, key="gate.watchlist")
     for hook in m.saes:
         d_sae = sae_width(m, hook)
         if d_sae:
@@ -340,9 +346,12 @@ def preflight(cfg, local: bool = True, hub: bool = False) -> dict:
     problems.check(check_results, cfg.results)
     problems.check(check_device, cfg.device, local)
     problems.check(check_corpus, cfg)
+    watched = problems.check(config_watchlist, cfg)  # read once, checked against each model
     shapes = {}
     for name, m in cfg.models.items():
         shape = check_model(cfg, name, m, problems)
         shapes[name] = shape or guess_shape(m.path)
+        if watched:
+            problems.check(check_watchlist, cfg, m, watched)
     problems.raise_any()
     return shapes

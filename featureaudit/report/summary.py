@@ -134,9 +134,9 @@ def build_summary(variants, hooks, survival_paths, metrics_paths, predict_paths,
     rows = []
     for k, hook in enumerate(hooks):
         here = slice(k * n, (k + 1) * n)
+        causal_here = {v: c for (h, v), c in causal.items() if h == hook}
         for v, sp, pp, bp in zip(variants, survival_paths[here], predict_paths[here], replicate_paths[here]):
-            rows.append(_row(v, hook, metrics[v], sp, read_json(pp), bp, overlaps.get((hook, v), {}),
-                             {key[1]: c for key, c in causal.items() if key[0] == hook},
+            rows.append(_row(v, hook, metrics[v], sp, read_json(pp), bp, overlaps.get((hook, v), {}), causal_here,
                              runtime.get(v, {}).get(hook), methods, uncertainty))
     df = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
     fp = df.loc[df.variant == "fp", "perplexity"]
