@@ -18,6 +18,8 @@ wildcard_constraints:
     quantized=QUANTIZED_PATTERN,
     ckpt=r"[A-Za-z0-9_]+",
     hook=HOOK_PATTERN,
+    corpus_dir=CORPUS_DIR_PATTERN,
+    corpus="|".join(EXTRA_CORPORA) or "(?!)",
 
 
 include: "workflow/rules/tokens.smk"

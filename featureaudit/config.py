@@ -80,7 +80,8 @@ class TokenBudget:
 class CorpusConfig:
     """Where the text comes from and how much of it each split takes (corpus)."""
 
-    source: str = "pydoc"  # pydoc (CPython's help topics) | cpython (those + stdlib docstrings) | text_files | hf_dataset
+    source: str = "pydoc"  # pydoc (CPython's help topics) | cpython (those + stdlib docstrings) | packages | text_files | hf_dataset
+    label: str = "main"  # its name in results and summary.csv's corpus column
     paths: tuple = ()  # text files, for source text_files
     name: str | None = None  # dataset id, for source hf_dataset
     split: str = "train"  # dataset split, for source hf_dataset
@@ -96,6 +97,30 @@ class CorpusConfig:
             raise AuditError("corpus.paths: list at least one text file for corpus.source: text_files")
         if self.source == "hf_dataset" and not self.name:
             raise AuditError("corpus.name: name the Hugging Face dataset for corpus.source: hf_dataset")
+
+
+@dataclass(frozen=True)
+class AuditCorpus:
+    """A further audit corpus (an entry of `corpora`): other text, the same model, SAEs and
+    variants. Only audit tokens are drawn from it (its sequences' length and BOS are the main
+    corpus's: the SAEs see them as they were trained); they are disjoint from every sequence of
+    the main corpus's splits, its calibration tokens and the corpora listed before it."""
+
+    label: str  # its name in results (results/<model>/corpora/<label>/) and the summary
+    source: str = "packages"  # as corpus.source
+    paths: tuple = ()
+    name: str | None = None
+    split: str = "train"
+    column: str = "text"
+    n_tokens: int = 8192  # its audit tokens (perplexity and KL are measured on them too)
+    seed: int = 0  # shuffles its sequences before they are drawn
+    variants: tuple = ()  # the variants audited on it (empty: every variant of the sweep)
+
+    def __post_init__(self):  # load_config puts corpora[i]. before these
+        if self.source == "text_files" and not self.paths:
+            raise AuditError("paths: list at least one text file for source: text_files")
+        if self.source == "hf_dataset" and not self.name:
+            raise AuditError("name: name the Hugging Face dataset for source: hf_dataset")
 
 
 @dataclass(frozen=True)
@@ -388,6 +413,7 @@ class AuditConfig:
     results: str = "results"  # folder every output goes to
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    corpora: tuple = ()  # AuditCorpus, each: more text to audit on (results keyed by variant, hook, corpus)
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     formats: tuple = ()  # shipped formats and per-tensor RTN: gguf-q4_0, bnb-nf4, ao-w8a8, rtn-w6-tensor, ...
     pruning: PruningConfig = field(default_factory=PruningConfig)
@@ -406,6 +432,22 @@ class AuditConfig:
         trains = any(sae.source == "train" for sae in self.models[model].saes.values())
         return TokenBudget(c.context_length, c.n_tokens, self.evaluation.n_tokens,
                            c.sae_train_tokens if trains else 0, c.prepend_bos, c.seed)
+
+    def corpus_labels(self, model: str | None = None, variant: str | None = None) -> list[str]:
+        """The audit corpora, main first; those `variant` is audited on, when given."""
+        extra = [c.label for c in self.corpora
+                 if variant is None or not c.variants or variant in c.variants or variant == "fp"]
+        return [self.corpus.label] + extra
+
+    def extra_corpus(self, label: str) -> AuditCorpus:
+        return next(c for c in self.corpora if c.label == label)
+
+    def corpus_variants(self, model: str, label: str) -> list[str]:
+        """The model's variants audited on a corpus, in the model's order (fp always)."""
+        if label == self.corpus.label:
+            return self.variants(model)
+        wanted = set(self.extra_corpus(label).variants)
+        return [v for v in self.variants(model) if not wanted or v in wanted or v == "fp"]
 
     def model_source(self, model: str) -> ModelSource:
         m = self.models[model]
@@ -574,9 +616,10 @@ def load_config(raw: dict) -> AuditConfig:
     }
     built = {key: problems.check(_build, cls, raw.get(key)) for key, cls in sections.items()}
     formats = problems.check(_formats, raw.get("formats") or [])
+    corpora = tuple(problems.check(_build, AuditCorpus, c, prefix=f"corpora[{i}].") for i, c in enumerate(raw.get("corpora") or []))
     problems.raise_any()
     cfg = AuditConfig(models=models, results=raw.get("results", "results"), device=raw.get("device", "auto"),
-                      formats=formats, **built)
+                      formats=formats, corpora=corpora, **built)
     for name in cfg.models:
         names = cfg.variants(name)
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -643,6 +686,7 @@ def cross_field_problems(cfg: AuditConfig) -> list[str]:
             out.append(f"survival.active_min_tokens ({cfg.survival.active_min_tokens}) is more than the {audited} audit "
                        f"tokens models.{name} is encoded on, so no feature could be audited; lower it or raise "
                        "corpus.n_tokens")
+    out += corpus_problems(cfg)
     if cfg.causal.variants != CausalConfig.variants:  # named by the user: each must be in the sweep
         out += unknown_variants(cfg, cfg.causal.variants, "causal.variants")
     audited = sorted({h for m in cfg.models.values() for h in m.saes}, key=hook_order)
@@ -651,4 +695,20 @@ def cross_field_problems(cfg: AuditConfig) -> list[str]:
             out.append(f"causal.hooks: {hook} is not a hook of this audit ({', '.join(audited)}); name one of those")
     if cfg.gate.watchlist and not Path(cfg.gate.watchlist).is_file():
         out.append(f"gate.watchlist: {cfg.gate.watchlist} does not exist; give a text file of feature ids, one per line")
+    return out
+
+
+def corpus_problems(cfg: AuditConfig) -> list[str]:
+    """The audit corpora: names unique (each is a results folder), budgets of whole sequences,
+    variants that the sweep has."""
+    out, seen = [], {cfg.corpus.label: "corpus.label"}
+    for i, c in enumerate(cfg.corpora):
+        key = f"corpora[{i}]"
+        if c.label in seen:
+            out.append(f"{key}.label: {c.label} is already the name of {seen[c.label]}; give each corpus its own label")
+        seen.setdefault(c.label, key)
+        if c.n_tokens < cfg.corpus.context_length:
+            out.append(f"{key}.n_tokens ({c.n_tokens}) is less than one sequence (corpus.context_length "
+                       f"{cfg.corpus.context_length}); raise it")
+        out += unknown_variants(cfg, [v for v in c.variants if v != "fp"], f"{key}.variants")
     return out

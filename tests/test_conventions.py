@@ -22,6 +22,8 @@ def _walk(node: dict, path: str = ""):
     for key, prop in node.get("properties", {}).items():
         yield f"{path}{key}", prop
         yield from _walk(prop, f"{path}{key}.")
+        if isinstance(prop.get("items"), dict):  # a list of sections (corpora)
+            yield from _walk(prop["items"], f"{path}{key}[].")
     extra = node.get("additionalProperties")
     if isinstance(extra, dict):
         yield from _walk(extra, f"{path}<name>.")

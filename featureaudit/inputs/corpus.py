@@ -56,3 +56,47 @@ def cpython_text() -> str:
     """Everything English CPython ships: the pydoc help topics, then the standard library's
     docstrings (pydoc's ~113 K SmolLM2 tokens alone are fewer than the default budget needs)."""
     return pydoc_text() + "\n\n" + stdlib_docstrings()
+
+
+def package_distributions() -> list:
+    """The Python distributions installed in this environment's own site-packages (not the
+    user's site or the system's), by name and version: the pinned environment makes them the
+    same on every machine."""
+    import importlib.metadata
+    import sysconfig
+
+    roots = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
+    dists = importlib.metadata.distributions(path=roots)
+    return sorted(dists, key=lambda d: ((d.metadata["Name"] or "").lower().replace("_", "-"), d.version or ""))
+
+
+def _licence_file(path) -> bool:
+    parts = [p.lower() for p in path.parts]
+    return "licenses" in parts or path.name.upper().startswith(("LICENSE", "LICENCE", "COPYING", "NOTICE"))
+
+
+def package_text_files() -> list[Path]:
+    """Each distribution's METADATA and licence files: the bytes `packages_text` reads from
+    (start-up checks bound its size by theirs)."""
+    out = []
+    for d in package_distributions():
+        files = (Path(str(d.locate_file(f))) for f in (d.files or []) if f.name == "METADATA" or _licence_file(f))
+        out += [f for f in files if f.is_file()]
+    return out
+
+
+def packages_text() -> str:
+    """English prose every Python environment carries, and far from CPython's documentation:
+    the long descriptions (README files: installation, usage, changelogs) and the licence texts
+    of the installed packages, in name order."""
+    parts = []
+    for d in package_distributions():
+        description = d.metadata.get_payload() or d.metadata.get("Description") or ""
+        if description.strip():
+            parts.append(description.strip())
+        for f in sorted((f for f in (d.files or []) if _licence_file(f)), key=str):
+            try:
+                parts.append(Path(str(d.locate_file(f))).read_text(encoding="utf-8").strip())
+            except (OSError, UnicodeDecodeError):
+                continue
+    return "\n\n".join(p for p in parts if p)

@@ -18,12 +18,12 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from ..config import CorpusConfig, ModelSource, TokenBudget
+from ..config import AuditCorpus, CorpusConfig, ModelSource, TokenBudget
 from ..errors import AuditError
 from ..io import read_table, write_table
 from ..model.reference import load_tokenizer
 from ..progress import log
-from .corpus import cpython_text, pydoc_text  # noqa: F401 (pydoc_text: re-exported)
+from .corpus import cpython_text, packages_text, pydoc_text  # noqa: F401 (pydoc_text: re-exported)
 
 SPLITS = ("sae_train", "audit", "heldout")
 
@@ -57,33 +57,41 @@ def hf_dataset_text(name: str, split: str, column: str, max_chars: int) -> str:
     return "\n\n".join(parts)
 
 
+def cut_sequences(text: str, tokenizer, context_length: int, prepend_bos: bool) -> np.ndarray:
+    """(n_seq, context_length) int64: the text's tokens in consecutive sequences, BOS first when
+    `prepend_bos`; the tail shorter than a sequence is dropped."""
+    if not text.strip():
+        raise AuditError("the corpus is empty; point corpus.source/paths at text")
+    bos = tokenizer.bos_token_id if prepend_bos else None
+    if prepend_bos and bos is None:
+        raise AuditError("the tokenizer has no BOS token; set corpus.prepend_bos: false")
+    body = context_length - (1 if bos is not None else 0)
+    ids = np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64)
+    n_seq = len(ids) // body
+    if n_seq < 1:
+        raise AuditError(
+            f"the corpus has {len(ids)} tokens, fewer than one sequence of {context_length}; "
+            "add text or lower corpus.context_length"
+        )
+    seqs = ids[: n_seq * body].reshape(n_seq, body)
+    if bos is not None:
+        seqs = np.concatenate([np.full((n_seq, 1), bos, dtype=np.int64), seqs], axis=1)
+    return seqs
+
+
 def tokenize_to_sequences(text: str, tokenizer, budget: TokenBudget, after: dict[str, int] | None = None
                           ) -> dict[str, np.ndarray]:
     """Cut `text` into sequences and split them; returns split -> (n_seq, context_length) int64.
     `after` adds splits (name -> sequences) drawn from the same shuffle after the budget's
     three, so that they are disjoint from them and leave them as they are."""
-    if not text.strip():
-        raise AuditError("the corpus is empty; point corpus.source/paths at text")
-    bos = tokenizer.bos_token_id if budget.prepend_bos else None
-    if budget.prepend_bos and bos is None:
-        raise AuditError("the tokenizer has no BOS token; set corpus.prepend_bos: false")
-    body = budget.context_length - (1 if bos is not None else 0)
-    ids = np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64)
-    n_seq = len(ids) // body
+    seqs = cut_sequences(text, tokenizer, budget.context_length, budget.prepend_bos)
+    n_seq = len(seqs)
     need = {s: budget.sequences(s) for s in SPLITS} | dict(after or {})
-    if n_seq < 1:
-        raise AuditError(
-            f"the corpus has {len(ids)} tokens, fewer than one sequence of {budget.context_length}; "
-            "add text or lower corpus.context_length"
-        )
     if n_seq < sum(need.values()):
         raise AuditError(
             f"the corpus gives {n_seq} sequences of {budget.context_length} tokens but the token budget needs "
             f"{sum(need.values())}; lower corpus.n_tokens / evaluation.n_tokens or add text"
         )
-    seqs = ids[: n_seq * body].reshape(n_seq, body)
-    if bos is not None:
-        seqs = np.concatenate([np.full((n_seq, 1), bos, dtype=np.int64), seqs], axis=1)
     order = np.random.default_rng(budget.seed).permutation(n_seq)
     out, start = {}, 0
     for split in need:
@@ -116,11 +124,13 @@ def read_tokens(path, split: str) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.long)
 
 
-def corpus_text(corpus: CorpusConfig, budget: TokenBudget) -> str:
+def corpus_text(corpus: CorpusConfig | AuditCorpus, budget: TokenBudget) -> str:
     if corpus.source == "pydoc":
         return pydoc_text()
     if corpus.source == "cpython":
         return cpython_text()
+    if corpus.source == "packages":
+        return packages_text()
     if corpus.source == "text_files":
         return text_files(list(corpus.paths))
     total = budget.audit_tokens + budget.heldout_tokens + budget.sae_train_tokens
@@ -134,3 +144,48 @@ def write_tokens(source: ModelSource, corpus: CorpusConfig, budget: TokenBudget,
     splits = tokenize_to_sequences(corpus_text(corpus, budget), tokenizer, budget)
     write_token_table(splits, out_path)
     log("tokens: " + ", ".join(f"{k} {v.size}" for k, v in splits.items()))
+
+
+def audit_corpus_budget(corpus: AuditCorpus, context_length: int, prepend_bos: bool) -> TokenBudget:
+    """A further corpus's draw: audit tokens only, in the main corpus's sequence shape."""
+    return TokenBudget(context_length, corpus.n_tokens, 0, 0, prepend_bos, corpus.seed)
+
+
+def draw_disjoint(text: str, tokenizer, budget: TokenBudget, taken: set, label: str) -> np.ndarray:
+    """`budget.audit_tokens` worth of sequences of `text` (cut and shuffled as tokens.parquet's),
+    skipping every sequence in `taken` (the other corpora's and splits' token rows)."""
+    n_seq = budget.sequences("audit")
+    seqs = cut_sequences(text, tokenizer, budget.context_length, budget.prepend_bos)
+    order = np.random.default_rng(budget.seed).permutation(len(seqs))
+    fresh = [i for i in order if tuple(seqs[i].tolist()) not in taken][:n_seq]
+    if len(fresh) < n_seq:
+        raise AuditError(
+            f"corpora: {label} gives {len(fresh)} sequences of {budget.context_length} tokens not already in another "
+            f"corpus or split, fewer than the {n_seq} its n_tokens ({budget.audit_tokens}) needs; add text or lower it")
+    return seqs[np.asarray(fresh, dtype=np.int64)]
+
+
+def token_rows(path) -> set:
+    """Every sequence of a token table, as tuples (what a further corpus must not repeat)."""
+    return {tuple(r) for r in read_table(path).column("input_ids").to_pylist()}
+
+
+def write_corpus_tokens(source: ModelSource, corpus: AuditCorpus, context_length: int, prepend_bos: bool,
+                        taken_paths: list, out_path) -> None:
+    """The `corpus_tokens` rule: a further corpus's audit tokens, disjoint from every row of
+    `taken_paths` (tokens.parquet, calibration.parquet, the corpora before it); the text's
+    SHA-256 is stored in the table's metadata and the log, so a changed text is visible."""
+    import hashlib
+
+    tokenizer = load_tokenizer(source.source, source.path, source.name)
+    budget = audit_corpus_budget(corpus, context_length, prepend_bos)
+    text = corpus_text(corpus, budget)
+    taken = set().union(*(token_rows(p) for p in taken_paths)) if taken_paths else set()
+    seqs = draw_disjoint(text, tokenizer, budget, taken, corpus.label)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    table = pa.table({"input_ids": pa.array(seqs.tolist(), type=pa.list_(pa.int64())),
+                      "split": pa.array(["audit"] * len(seqs))})
+    write_table(table.replace_schema_metadata({"corpus": corpus.label, "source": corpus.source,
+                                               "text_sha256": digest}), out_path)
+    log(f"tokens of corpus {corpus.label} ({corpus.source}, {len(text)} characters, sha256 {digest[:16]}): "
+        f"audit {seqs.size}, none of them among the {len(taken)} sequences of {len(taken_paths)} other token tables")

@@ -19,6 +19,7 @@ from .. import config as c
 SECTIONS = {
     "": c.AuditConfig,
     "corpus": c.CorpusConfig,
+    "corpora[]": c.AuditCorpus,
     "models.<name>": c.ModelConfig,
     "models.<name>.sae": c.SaeConfig,
     "models.<name>.sae.train": c.SaeTraining,
@@ -57,7 +58,10 @@ def schema() -> dict:
 def section_schema(path: str, root: dict) -> dict:
     node = root
     for part in [p for p in path.split(".") if p]:
-        node = node["additionalProperties"] if part == "<name>" else node["properties"][part]
+        if part.endswith("[]"):  # a list's entries
+            node = node["properties"][part[:-2]]["items"]
+        else:
+            node = node["additionalProperties"] if part == "<name>" else node["properties"][part]
     return node
 
 

@@ -185,32 +185,57 @@ def check_corpus(cfg) -> None:
             sequences += -(-cfg.calibration.n_tokens // b.context_length)
             splits += " + calibration.n_tokens"
         need = max(need, sequences * body)
-    if c.source == "text_files":
-        problems = Problems()
-        for i, path in enumerate(c.paths):
-            before = len(problems.lines)
-            problems.check(check_readable, path, f"corpus.paths[{i}]", folder=False)
-            if len(problems.lines) == before:  # readable: is it text?
-                problems.check(check_text, path, f"corpus.paths[{i}]")
-        problems.raise_any()
-        n_bytes = sum(os.path.getsize(os.path.expanduser(p)) for p in c.paths)
-    else:
-        from pydoc_data.topics import topics
-
-        n_bytes = sum(len(t.encode()) for t in topics.values())
-        if c.source == "cpython":  # the source files bound their docstrings' bytes
-            from ..inputs.corpus import stdlib_files_unsorted
-
-            # counted only as far as the budget needs: the whole standard library takes ~1.6 s,
-            # on every start
-            for f in stdlib_files_unsorted():
-                if n_bytes >= need:
-                    break
-                n_bytes += f.stat().st_size
+    n_bytes = text_bytes(c.source, c.paths, "corpus.paths", need)
     if n_bytes < need:
         raise AuditError(
             f"corpus: the text has {n_bytes} bytes, fewer than the {need} tokens the budget needs ({splits}); "
             "add text (corpus.paths) or lower the budget")
+
+
+def check_audit_corpus(cfg, i: int) -> None:
+    """A further corpus (corpora[i]): its files are text, and hold bytes enough for its audit
+    tokens (the tokens job also skips sequences another table has: it says so if that leaves
+    too few)."""
+    c = cfg.corpora[i]
+    if c.source == "hf_dataset":
+        return
+    body = cfg.corpus.context_length - (1 if cfg.corpus.prepend_bos else 0)
+    need = -(-c.n_tokens // cfg.corpus.context_length) * body
+    n_bytes = text_bytes(c.source, c.paths, f"corpora[{i}].paths", need)
+    if n_bytes < need:
+        raise AuditError(f"corpora[{i}] ({c.label}): the text has {n_bytes} bytes, fewer than the {need} tokens its "
+                         f"n_tokens ({c.n_tokens}) needs; add text or lower corpora[{i}].n_tokens")
+
+
+def text_bytes(source: str, paths, key: str, need: int) -> int:
+    """Bytes of a corpus's text (at least; counted only as far as `need` where counting is slow),
+    after checking that each file it names is readable UTF-8 text."""
+    if source == "text_files":
+        problems = Problems()
+        for i, path in enumerate(paths):
+            before = len(problems.lines)
+            problems.check(check_readable, path, f"{key}[{i}]", folder=False)
+            if len(problems.lines) == before:  # readable: is it text?
+                problems.check(check_text, path, f"{key}[{i}]")
+        problems.raise_any()
+        return sum(os.path.getsize(os.path.expanduser(p)) for p in paths)
+    if source == "packages":  # a bound: METADATA headers and all
+        from ..inputs.corpus import package_text_files
+
+        return sum(f.stat().st_size for f in package_text_files())
+    from pydoc_data.topics import topics
+
+    n_bytes = sum(len(t.encode()) for t in topics.values())
+    if source == "cpython":  # the source files bound their docstrings' bytes
+        from ..inputs.corpus import stdlib_files_unsorted
+
+        # counted only as far as the budget needs: the whole standard library takes ~1.6 s,
+        # on every start
+        for f in stdlib_files_unsorted():
+            if n_bytes >= need:
+                break
+            n_bytes += f.stat().st_size
+    return n_bytes
 
 
 def check_text(path: str, key: str) -> None:
@@ -346,6 +371,8 @@ def preflight(cfg, local: bool = True, hub: bool = False) -> dict:
     problems.check(check_results, cfg.results)
     problems.check(check_device, cfg.device, local)
     problems.check(check_corpus, cfg)
+    for i in range(len(cfg.corpora)):
+        problems.check(check_audit_corpus, cfg, i)
     watched = problems.check(config_watchlist, cfg)  # read once, checked against each model
     shapes = {}
     for name, m in cfg.models.items():

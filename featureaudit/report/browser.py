@@ -24,6 +24,7 @@ import pandas as pd
 from ..io import atomic_path, read_table
 from ..measure.evidence import read_contexts
 from ..measure.survival import STATUSES
+from .corpus_rows import main_corpus
 from .browser_page import PAGE
 
 
@@ -137,7 +138,7 @@ def write_browser(model: str, hook: str, hooks: list[str], variants, survival_pa
     ids = np.unique(np.concatenate(contexts.token_ids.to_numpy())) if len(contexts) else []
     text = token_strings(load_tokenizer(source["source"], source["path"], source["name"]), ids)
     causal = {v: read_table(p).to_pandas() for v, p in (causal_paths or {}).items()}
-    summary = pd.read_csv(summary_path)
+    summary = main_corpus(pd.read_csv(summary_path))
     payload = build_payload(model, hook, hooks, list(variants), survival, risk, contexts, evidence,
                             summary[summary.hook == hook], text, thresholds, causal)
     html = render(payload)

@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 from ..figure_names import DEPTH_FIGURE, FIGURES  # noqa: E402
 from ..integrity import verify_file  # noqa: E402
 from ..io import atomic_path, read_json, read_table  # noqa: E402
+from .corpus_rows import main_corpus  # noqa: E402
 from .method_groups import GROUP_LABELS, GROUPS, method_table, short_label  # noqa: E402
 
 STATUS_COLORS = {"survived": "#2a9d8f", "blurred": "#e9c46a", "damaged": "#e76f51"}
@@ -362,7 +363,7 @@ def write_figures(summary_csv, hook: str, variants, survival_paths, predict_path
                   tolerance: float | None = None, causal_paths: dict | None = None, survived_r: float = 0.9) -> None:
     """The `figures` rule: every figure in FIGURES for one hook, as each of the requested output
     files (the summary's rows of that hook; the tables are that hook's)."""
-    summary = pd.read_csv(verify_file(summary_csv))
+    summary = main_corpus(pd.read_csv(verify_file(summary_csv)))
     summary = summary[summary.hook == hook].reset_index(drop=True)
     summary["vs_reference"] = summary.vs_reference.fillna("")
     fp = summary[summary.variant == "fp"].bits_per_weight
@@ -432,5 +433,5 @@ def survival_by_depth(summary: pd.DataFrame):
 
 def write_depth_figure(summary_csv, outputs) -> None:
     """The `depth_figure` rule: survival against depth, across the model's hooks."""
-    summary = pd.read_csv(verify_file(summary_csv))
+    summary = main_corpus(pd.read_csv(verify_file(summary_csv)))
     _save(survival_by_depth(summary), [str(p) for p in outputs if Path(p).stem == DEPTH_FIGURE])

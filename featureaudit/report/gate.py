@@ -30,7 +30,7 @@ from ..integrity import sidecar, verify_file
 REQUIRED = ("variant", "n_active", "frac_survived", "frac_damaged", "perplexity")
 
 
-def _row(summary: pd.DataFrame, variant: str, hook: str | None = None) -> pd.Series:
+def _row(summary: pd.DataFrame, variant: str, hook: str | None = None, corpus: str | None = None) -> pd.Series:
     missing = [c for c in REQUIRED if c not in summary.columns]
     if missing:
         raise KeyError(f"the summary has no column {', '.join(missing)}; is it a featureaudit summary.csv?")
@@ -39,7 +39,28 @@ def _row(summary: pd.DataFrame, variant: str, hook: str | None = None) -> pd.Ser
         raise KeyError(f"variant {variant!r} is not in the summary; it has {', '.join(dict.fromkeys(summary.variant))}")
     if hook is not None:
         rows = rows[rows.hook == hook]
+    if corpus is not None:
+        rows = rows[rows.corpus == corpus]
+        if rows.empty:
+            raise KeyError(f"variant {variant!r} was not audited on corpus {corpus!r}; add it to that corpus's variants")
     return rows.iloc[0]
+
+
+def summary_corpora(summary: pd.DataFrame, wanted: list[str] | None, variant: str) -> list[str | None]:
+    """The corpora to check: those asked for, else every corpus the variant was audited on
+    (the worst of them decides); [None] for a summary of one corpus without a corpus column."""
+    if "corpus" not in summary.columns:
+        if wanted:
+            raise KeyError("this summary has no corpus column (one corpus); drop --corpus")
+        return [None]
+    corpora = list(dict.fromkeys(summary.corpus))
+    unknown = [c for c in wanted or [] if c not in corpora]
+    if unknown:
+        raise KeyError(f"corpus {unknown[0]!r} is not in the summary; it has {', '.join(corpora)}")
+    if wanted:
+        return list(wanted)
+    audited = set(summary.corpus[summary.variant == variant])
+    return [c for c in corpora if c in audited] or corpora
 
 
 def summary_hooks(summary: pd.DataFrame, wanted: list[str] | None) -> list[str | None]:
@@ -122,6 +143,8 @@ def main(argv=None) -> int:
                                         "survive (default: the config's gate.watchlist)")
     ap.add_argument("--hook", action="append", help="check this hook only (repeat for several; default: every "
                                                     "hook of the summary)")
+    ap.add_argument("--corpus", action="append", help="check this corpus only (repeat for several; default: every "
+                                                      "corpus the variant was audited on, the worst deciding)")
     args = ap.parse_args(argv)
     try:
         gate, _ = gate_config(args.config or "config.yaml", explicit=args.config is not None)
@@ -137,14 +160,21 @@ def main(argv=None) -> int:
         entries = read_watchlist(watchlist) if watchlist else []
         audited = summary_hooks(summary, None)  # every hook of the audit: a bare id is ambiguous among several
         check_hooks(entries, audited, watchlist)
+        corpora = summary_corpora(summary, args.corpus, args.variant)
+        several = len(set(summary.corpus)) > 1 if "corpus" in summary.columns else False
+        main_corpus = summary.corpus.iloc[0] if "corpus" in summary.columns else None
         failures, passes = [], []
-        for hook in hooks:
+        for corpus, hook in ((c, h) for c in corpora for h in hooks):
             label = f"{args.variant} at {hook}" if len(audited) > 1 else args.variant
-            more, passed = fraction_failures(_row(summary, args.variant, hook), label, gate)
+            label += f" on {corpus}" if several else ""
+            more, passed = fraction_failures(_row(summary, args.variant, hook, corpus), label, gate)
             failures += more
             if entries:
                 ids = ids_at(entries, hook)
-                folder = Path(args.summary).parent if hook is None else Path(args.summary).parent / hook
+                root = Path(args.summary).parent
+                if corpus is not None and corpus != main_corpus:
+                    root = root / "corpora" / corpus
+                folder = root if hook is None else root / hook
                 table = folder / "survival" / f"{args.variant}.parquet"
                 if not table.exists():
                     raise AuditError(f"{table} does not exist: a watch-list needs the survival tables beside the summary")

@@ -1,12 +1,14 @@
-"""The summary table: one row per variant and hook (long form: a model audited at three depths
-has three rows per variant, `hook` and `layer` saying which), what a person (or the gate) reads
-first, with 95 % bootstrap intervals (`_lo`/`_hi` columns) and a one-line verdict per row. The
-task metrics are the variant's, the same on each of its rows. `write_summary` is the body of the
-`summary` rule."""
+"""The summary table: one row per variant, hook and corpus (long form: a model audited at three
+depths on two corpora has six rows per variant, `hook`, `layer` and `corpus` saying which), what a
+person (or the gate) reads first, with 95 % bootstrap intervals (`_lo`/`_hi` columns) and a
+one-line verdict per row. The task metrics are the variant's on that corpus (the main corpus's
+held-out tokens; a further corpus's audit tokens), the same on each hook's row. The main corpus's
+rows come first. `write_summary` is the body of the `summary` rule."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +21,7 @@ from ..measure.uncertainty import bootstrap_perplexity, interval, load_replicate
 from ..progress import log
 from ..variants import parse_variant
 
-COLUMNS = ("variant", "hook", "layer", "kind", "family", "method", "tensor_types", "bits", "bits_per_weight", "sparsity", "weight_error", "vs_reference",
+COLUMNS = ("variant", "hook", "layer", "corpus", "kind", "family", "method", "tensor_types", "bits", "bits_per_weight", "sparsity", "weight_error", "vs_reference",
            "reused_from", "n_active", "frac_survived", "frac_survived_lo", "frac_survived_hi",
            "frac_blurred", "frac_blurred_lo", "frac_blurred_hi", "frac_damaged", "frac_damaged_lo", "frac_damaged_hi",
            "n_born", "perplexity", "perplexity_se", "perplexity_lo", "perplexity_hi", "perplexity_sliding",
@@ -176,14 +178,43 @@ def _row(v: str, hook: str, met: dict, survival_path, pred: dict, replicates_pat
     return row
 
 
+@dataclass(frozen=True)
+class CorpusInputs:
+    """The further corpora's per-(corpus, hook, variant) files, corpus-major then hook-major
+    (metrics: corpus-major), and [label, variants] of each corpus in that order."""
+
+    corpora: list
+    survival: list
+    metrics: list
+    predictability: list
+    replicates: list
+
+
+def corpus_blocks(hooks, inputs: CorpusInputs):
+    """(label, variants, survival, metrics, predictability, replicates) of each further corpus."""
+    s = m = 0
+    for label, variants in inputs.corpora:
+        n, k = len(variants) * len(hooks), len(variants)
+        yield (label, variants, inputs.survival[s : s + n], inputs.metrics[m : m + k],
+               inputs.predictability[s : s + n], inputs.replicates[s : s + n])
+        s, m = s + n, m + k
+
+
 def write_summary(variants, hooks, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths,
                   out_path, uncertainty: UncertaintyConfig, gate: GateConfig, causal_paths=(), runtime_paths=(),
-                  methods: dict | None = None) -> None:
+                  methods: dict | None = None, corpus: str = "main", corpora: CorpusInputs | None = None) -> None:
     """The `summary` rule: summary.csv, and the table in the log."""
     df = build_summary(variants, hooks, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths,
                        uncertainty, gate, causal_paths, runtime_paths, methods)
+    df["corpus"] = corpus
+    blocks = [df]
+    for label, names, surv, met, pred, reps in corpus_blocks(hooks, corpora) if corpora else ():
+        block = build_summary(names, hooks, surv, met, pred, reps, None, uncertainty, gate, methods=methods)
+        block["corpus"] = label
+        blocks.append(block)
+    df = pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else df
     with atomic_path(out_path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     log("summary:\n" + df.drop(columns=["verdict"]).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    for v, hook, line in zip(df.variant, df.hook, df.verdict):
-        log(f"verdict {v} at {hook}: {line}")
+    for v, hook, where, line in zip(df.variant, df.hook, df.corpus, df.verdict):
+        log(f"verdict {v} at {hook} on {where}: {line}")

@@ -98,13 +98,14 @@ def fp_summary(head: OutputHead, hidden: torch.Tensor, input_ids: torch.Tensor) 
     }
 
 
-def write_fp_heldout(run: ModelRun, batch_size: int, tokens_path, ref_dir, out_path) -> None:
-    """The `fp_heldout` rule: the FP model's final hidden states on every held-out sequence, and
-    (for a linear head) the summary of its next-token distributions."""
+def write_fp_heldout(run: ModelRun, batch_size: int, tokens_path, ref_dir, out_path, split: str = "heldout") -> None:
+    """The `fp_heldout` rule: the FP model's final hidden states on every sequence the task
+    metrics score, and (for a linear head) the summary of its next-token distributions. Those
+    are the main corpus's held-out split, and a further corpus's audit tokens (it has no other)."""
     from safetensors.torch import save_file
 
     fp, _ = load_reference(ref_dir, run, tokenizer=False)
-    ids = read_tokens(tokens_path, "heldout")
+    ids = read_tokens(tokens_path, split)
     check_head(fp, ids[:batch_size])
     head = OutputHead.of(fp)
     parts = []
@@ -117,7 +118,7 @@ def write_fp_heldout(run: ModelRun, batch_size: int, tokens_path, ref_dir, out_p
     tensors = {k: torch.cat([p[k] for p in parts]).contiguous() for k in parts[0]}
     with atomic_path(out_path) as tmp:
         save_file({**tensors, "input_ids": ids.contiguous()}, str(tmp))
-    log(f"FP hidden states on {ids.numel()} held-out tokens" + (", and its next-token summary" if head.linear else ""))
+    log(f"FP hidden states on {ids.numel()} {split} tokens" + (", and its next-token summary" if head.linear else ""))
 
 
 def read_fp_heldout(path) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from featureaudit.config import as_params, load_config
 from featureaudit.errors import AuditError
 from featureaudit.hooks import HOOK_PATTERN
-from featureaudit.figure_names import DEPTH_FIGURE, FIGURES
+from featureaudit.figure_names import CORPUS_FIGURE, DEPTH_FIGURE, FIGURES
 from featureaudit.integrity import scan
 from featureaudit.paths import resolve_path
 from featureaudit.pipeline.hub import hub_problems
@@ -89,11 +89,34 @@ R = CFG.results
 # table and figure); per variant (its activations and codes at every hook, from one forward;
 # its metrics) and per model (tokens, reference, summary) under results/<model>/.
 H = f"{R}/{{model}}/{{hook}}"
+# A further audit corpus (corpora:) has the same layout under results/<model>/corpora/<label>/: its
+# tokens, activations, codes and metrics, and per hook its FP statistics, survival and
+# predictability. {corpus_dir} is "" for the main corpus and "/corpora/<label>" for the others.
+C = f"{R}/{{model}}{{corpus_dir}}"
+HC = f"{C}/{{hook}}"
+EXTRA_CORPORA = [c.label for c in CFG.corpora]
+CORPUS_DIR_PATTERN = f"(/corpora/({'|'.join(EXTRA_CORPORA) or '(?!)'}))?"
+
+
+def corpus_dir(label):
+    return "" if label == CFG.corpus.label else f"/corpora/{label}"
+
+
 MODELS = list(CFG.models)
 QUANTIZED = CFG.quantized()
 # The causal jobs' settings, without the list of variants that get one: adding a variant to
 # causal.variants plans its own job, not again those of the variants already there.
 CAUSAL = {k: v for k, v in as_params(CFG.causal).items() if k not in ("variants", "hooks")}
+# The corpora's settings that decide their tokens: not the name the summary gives them, nor (for a
+# further corpus) the variants audited on it.
+MAIN_CORPUS = {k: v for k, v in as_params(CFG.corpus).items() if k != "label"}
+
+
+def extra_corpus_params(wildcards):
+    c = as_params(CFG.extra_corpus(wildcards.corpus))
+    return {k: v for k, v in c.items() if k != "variants"}
+
+
 ENV = "../../envs/featureaudit.yaml"
 # Model jobs get half the cores each: on a small machine two single-threaded forwards side by
 # side get more done than one two-threaded forward (measured: 215 vs 147 tokens/s per job).
@@ -296,7 +319,7 @@ def get_fp_output(kind):
     def inputs(wildcards):
         if not may_equal_reference(wildcards.variant):
             return []
-        return f"{R}/{wildcards.model}/{path}"
+        return f"{R}/{wildcards.model}{wildcards.corpus_dir}/{path}"
 
     return inputs
 
@@ -326,6 +349,75 @@ get_overlap_all = per_hook(
 )
 
 
+def per_corpus(pattern):
+    """Input function of the summary: `pattern` (with {dir}, {hook}, {variant}) for each further
+    corpus, hook and variant audited on it, corpus-major then hook-major."""
+
+    def inputs(wildcards):
+        m = wildcards.model
+        return [
+            pattern.format(R=R, model=m, dir=corpus_dir(c), hook=h, variant=v)
+            for c in EXTRA_CORPORA
+            for h in CFG.hooks(m)
+            for v in CFG.corpus_variants(m, c)
+        ]
+
+    return inputs
+
+
+get_corpus_survival = per_corpus("{R}/{model}{dir}/{hook}/survival/{variant}.parquet")
+get_corpus_predictability = per_corpus("{R}/{model}{dir}/{hook}/predictability/{variant}.json")
+get_corpus_replicates = per_corpus("{R}/{model}{dir}/{hook}/bootstrap/{variant}.npz")
+
+
+def get_corpus_metrics(wildcards):
+    m = wildcards.model
+    return [
+        f"{R}/{m}{corpus_dir(c)}/metrics/{v}.json"
+        for c in EXTRA_CORPORA
+        for v in CFG.corpus_variants(m, c)
+    ]
+
+
+def get_corpora(wildcards):
+    """[label, [variants]] of each further corpus, in the config's order (the summary's params)."""
+    return [[c, CFG.corpus_variants(wildcards.model, c)] for c in EXTRA_CORPORA]
+
+
+def get_taken_tokens(wildcards):
+    """What a further corpus's tokens must not repeat: every token table drawn before it."""
+    m, label = wildcards.model, wildcards.corpus
+    taken = [f"{R}/{m}/tokens.parquet"]
+    if CFG.calibrates(m):
+        taken.append(f"{R}/{m}/calibration.parquet")
+    before = EXTRA_CORPORA[: EXTRA_CORPORA.index(label)]
+    return taken + [f"{R}/{m}/corpora/{c}/tokens.parquet" for c in before]
+
+
+def _every_corpus(wildcards):
+    """(corpus, its folder under results/<model>) for every audit corpus, main first."""
+    return [(c, f"{R}/{wildcards.model}{corpus_dir(c)}") for c in CFG.corpus_labels()]
+
+
+def get_domain_survival(wildcards):
+    """Survival tables per corpus, hook and variant audited on it (corpus-major)."""
+    m = wildcards.model
+    return [
+        f"{root}/{h}/survival/{v}.parquet"
+        for c, root in _every_corpus(wildcards)
+        for h in CFG.hooks(m)
+        for v in CFG.corpus_variants(m, c)
+    ]
+
+
+def get_domain_fp_metrics(wildcards):
+    return [f"{root}/metrics/fp.json" for _, root in _every_corpus(wildcards)]
+
+
+def get_domain_fp_activations(wildcards):
+    return [f"{root}/activations/fp" for _, root in _every_corpus(wildcards)]
+
+
 def get_metrics_all(wildcards):
     return expand(
         f"{R}/{wildcards.model}/metrics/{{variant}}.json", variant=get_variants(wildcards)
@@ -349,6 +441,9 @@ def get_fp_causal_inputs(wildcards):
 def get_final_outputs():
     out = expand(f"{R}/{{model}}/summary.csv", model=MODELS)
     out += expand(f"{R}/{{model}}/figures/{DEPTH_FIGURE}.png", model=MODELS)
+    if EXTRA_CORPORA:
+        out += expand(f"{R}/{{model}}/domains.csv", model=MODELS)
+        out += expand(f"{R}/{{model}}/figures/{CORPUS_FIGURE}.png", model=MODELS)
     for m in MODELS:
         here = [f"{R}/{m}/{h}" for h in CFG.hooks(m)]
         out += expand("{here}/figures/{name}.png", here=here, name=FIGURES)

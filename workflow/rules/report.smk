@@ -1,4 +1,4 @@
-# The summary (one row per variant and hook), the figures of each hook, the depth figure across
+# The summary (one row per variant, hook and corpus), the figures of each hook, the depth figure across
 # hooks, and each hook's feature browser.
 rule summary:
     input:
@@ -9,6 +9,10 @@ rule summary:
         overlap=get_overlap_all,
         causal=get_causal_all,
         runtime=get_runtime_all,
+        corpus_survival=get_corpus_survival,
+        corpus_metrics=get_corpus_metrics,
+        corpus_predictability=get_corpus_predictability,
+        corpus_replicates=get_corpus_replicates,
     output:
         report(
             f"{R}/{{model}}/summary.csv",
@@ -25,6 +29,8 @@ rule summary:
         uncertainty=as_params(CFG.uncertainty),
         gate=as_params(CFG.gate),
         methods=get_methods,
+        corpus=CFG.corpus.label,
+        corpora=get_corpora,
         code=script_code("summary"),
     script:
         "../scripts/summary.py"
@@ -99,3 +105,48 @@ rule browser:
         code=script_code("browser"),
     script:
         "../scripts/browser.py"
+
+
+# With further audit corpora: why survival moves between them (per hook and corpus: FP
+# perplexity, the SAE's FVU, the FP-active features and those shared with the main corpus), and
+# survival per corpus side by side.
+rule domains:
+    input:
+        survival=get_domain_survival,
+        fp_metrics=get_domain_fp_metrics,
+        fp_activations=get_domain_fp_activations,
+        saes=get_saes,
+    output:
+        report(
+            f"{R}/{{model}}/domains.csv",
+            caption="../report/domains.rst",
+            category="Summary",
+        ),
+    log:
+        "logs/{model}/domains.log",
+    conda:
+        ENV
+    params:
+        corpora=lambda wildcards: CFG.corpus_labels(),
+        hooks=get_hooks,
+        variants=lambda wildcards: {
+            c: CFG.corpus_variants(wildcards.model, c) for c in CFG.corpus_labels()
+        },
+        code=script_code("domains"),
+    script:
+        "../scripts/domains.py"
+
+
+rule corpus_figure:
+    input:
+        summary=f"{R}/{{model}}/summary.csv",
+    output:
+        **{CORPUS_FIGURE: figure(CORPUS_FIGURE, per_hook=False)},
+    log:
+        "logs/{model}/corpus_figure.log",
+    conda:
+        ENV
+    params:
+        code=script_code("corpus_figure"),
+    script:
+        "../scripts/corpus_figure.py"

@@ -1,15 +1,16 @@
-# Per hook: FP's statistics once, then every variant's survival and predictability against it.
+# Per hook and corpus: FP's statistics once, then every variant's survival and predictability
+# against them ({HC}: results/<model>/<hook>, or results/<model>/corpora/<label>/<hook>).
 rule fp_statistics:
     input:
-        codes=f"{R}/{{model}}/codes/fp",
+        codes=f"{C}/codes/fp",
         sae=f"{H}/sae",
-        tokens=f"{R}/{{model}}/tokens.parquet",
+        tokens=f"{C}/tokens.parquet",
     output:
-        statistics=f"{H}/fp_statistics.parquet",
-        blocks=f"{H}/fp_blocks.npz",
-        contexts=f"{H}/contexts.parquet",
+        statistics=f"{HC}/fp_statistics.parquet",
+        blocks=f"{HC}/fp_blocks.npz",
+        contexts=f"{HC}/contexts.parquet",
     log:
-        "logs/{model}/{hook}/fp_statistics.log",
+        "logs/{model}{corpus_dir}/{hook}/fp_statistics.log",
     conda:
         ENV
     params:
@@ -22,17 +23,17 @@ rule fp_statistics:
 
 rule survival:
     input:
-        fp=f"{R}/{{model}}/codes/fp",
-        variant=f"{R}/{{model}}/codes/{{variant}}",
-        statistics=f"{H}/fp_statistics.parquet",
-        tokens=f"{R}/{{model}}/tokens.parquet",
-        contexts=f"{H}/contexts.parquet",
+        fp=f"{C}/codes/fp",
+        variant=f"{C}/codes/{{variant}}",
+        statistics=f"{HC}/fp_statistics.parquet",
+        tokens=f"{C}/tokens.parquet",
+        contexts=f"{HC}/contexts.parquet",
     output:
-        table=f"{H}/survival/{{variant}}.parquet",
-        replicates=f"{H}/bootstrap/{{variant}}.npz",
-        evidence=f"{H}/evidence/{{variant}}.parquet",
+        table=f"{HC}/survival/{{variant}}.parquet",
+        replicates=f"{HC}/bootstrap/{{variant}}.npz",
+        evidence=f"{HC}/evidence/{{variant}}.parquet",
     log:
-        "logs/{model}/{hook}/survival/{variant}.log",
+        "logs/{model}{corpus_dir}/{hook}/survival/{variant}.log",
     conda:
         ENV
     params:
@@ -45,14 +46,14 @@ rule survival:
 
 rule predictability:
     input:
-        survival=f"{H}/survival/{{variant}}.parquet",
-        replicates=f"{H}/bootstrap/{{variant}}.npz",
-        blocks=f"{H}/fp_blocks.npz",
+        survival=f"{HC}/survival/{{variant}}.parquet",
+        replicates=f"{HC}/bootstrap/{{variant}}.npz",
+        blocks=f"{HC}/fp_blocks.npz",
     output:
-        auc=f"{H}/predictability/{{variant}}.json",
-        risk=f"{H}/predictability/{{variant}}.risk.parquet",
+        auc=f"{HC}/predictability/{{variant}}.json",
+        risk=f"{HC}/predictability/{{variant}}.risk.parquet",
     log:
-        "logs/{model}/{hook}/predictability/{variant}.log",
+        "logs/{model}{corpus_dir}/{hook}/predictability/{variant}.log",
     conda:
         ENV
     params:

@@ -16,16 +16,17 @@ rule write_checkpoint:
         "../scripts/write_checkpoint.py"
 
 
-# The FP model's final hidden states on the held-out tokens, once: every variant's metrics
-# rebuild the FP logits from them (one matrix product) instead of running FP again.
+# The FP model's final hidden states on the tokens the task metrics score, once per corpus (the
+# main corpus's held-out split; a further corpus's audit tokens): every variant's metrics rebuild
+# the FP logits from them (one matrix product) instead of running FP again.
 rule fp_heldout:
     input:
-        tokens=f"{R}/{{model}}/tokens.parquet",
+        tokens=f"{C}/tokens.parquet",
         reference=f"{R}/{{model}}/reference",
     output:
-        f"{R}/{{model}}/fp_heldout.safetensors",
+        f"{C}/fp_heldout.safetensors",
     log:
-        "logs/{model}/fp_heldout.log",
+        "logs/{model}{corpus_dir}/fp_heldout.log",
     conda:
         ENV
     threads: HEAVY_THREADS
@@ -36,31 +37,33 @@ rule fp_heldout:
     params:
         run=get_run,
         batch_size=CFG.evaluation.batch_size,
+        split=lambda wildcards: "audit" if wildcards.corpus_dir else "heldout",
         code=script_code("fp_heldout"),
     script:
         "../scripts/fp_heldout.py"
 
 
-# One variant, built once: activations at every hook from one forward, their codes (each hook's
-# own SAE), its task metrics. A variant that may come out identical to FP (weight-only
-# compression) also takes fp's outputs, to reuse them when it does.
+# One variant on one corpus, built once: activations at every hook from one forward, their codes
+# (each hook's own SAE), its task metrics. A variant that may come out identical to FP
+# (weight-only compression) also takes fp's outputs, to reuse them when it does. One job per
+# corpus, not all corpora in one: a corpus added to a finished run then plans only its own jobs.
 rule variant:
     input:
-        tokens=f"{R}/{{model}}/tokens.parquet",
+        tokens=f"{C}/tokens.parquet",
         reference=f"{R}/{{model}}/reference",
         saes=get_saes,
-        fp_heldout=f"{R}/{{model}}/fp_heldout.safetensors",
+        fp_heldout=f"{C}/fp_heldout.safetensors",
         matched=get_matched_json,
         checkpoint=get_checkpoint,
         fp_activations=get_fp_output("activations"),
         fp_codes=get_fp_output("codes"),
         fp_metrics=get_fp_output("metrics"),
     output:
-        activations=directory(f"{R}/{{model}}/activations/{{variant}}"),
-        codes=directory(f"{R}/{{model}}/codes/{{variant}}"),
-        metrics=f"{R}/{{model}}/metrics/{{variant}}.json",
+        activations=directory(f"{C}/activations/{{variant}}"),
+        codes=directory(f"{C}/codes/{{variant}}"),
+        metrics=f"{C}/metrics/{{variant}}.json",
     log:
-        "logs/{model}/variant/{variant}.log",
+        "logs/{model}{corpus_dir}/variant/{variant}.log",
     conda:
         ENV
     threads: HEAVY_THREADS

@@ -5,4 +5,4 @@ from featureaudit.variant.fp_heldout import write_fp_heldout
 
 p, i = snakemake.params, snakemake.input
 run_step(snakemake, write_fp_heldout, from_params(ModelRun, p.run), p.batch_size, i.tokens, i.reference,
-         snakemake.output[0])
+         snakemake.output[0], p.split)
