@@ -33,8 +33,17 @@ def snapshot(model: str = MODEL) -> tuple[pd.DataFrame, dict]:
     return summary, json.loads((RESULTS / f"{model}.run.json").read_text())
 
 
+def main_only(summary: pd.DataFrame) -> pd.DataFrame:
+    """The main corpus's rows (listed first); a summary without a corpus column as is."""
+    if "corpus" not in summary.columns:
+        return summary
+    return summary[summary.corpus == summary.corpus.iloc[0]]
+
+
 def at_hook(summary: pd.DataFrame, run: dict) -> pd.DataFrame:
-    """The rows of the hook the one-hook tables show (run.json's "hook"; a summary of one hook as is)."""
+    """The main corpus's rows at the hook the one-hook tables show (run.json's "hook"; a summary
+    of one hook as is)."""
+    summary = main_only(summary)
     if "hook" not in summary.columns or summary.hook.nunique() == 1:
         return summary
     return summary[summary.hook == run["hook"]]
@@ -79,6 +88,7 @@ def provenance(run: dict, summary: pd.DataFrame) -> str:
     def count(x: int) -> str:
         return f"{x:,}".replace(",", " ")
 
+    summary = main_only(summary)
     fp = summary[summary.variant == "fp"]
     where = f"`{run['command']}` at commit {run['commit']} on {run['machine']}, {run['date']}"
     if "hook" in fp.columns and fp.hook.nunique() > 1:
@@ -159,6 +169,7 @@ def runtime(summary: pd.DataFrame, run: dict) -> str:
 
 def depth(summary: pd.DataFrame, run: dict) -> str:
     """findings.md: survived share of every variant at every audited layer (95 % intervals)."""
+    summary = main_only(summary)
     if "hook" not in summary.columns:
         return provenance(run, summary) + "\n\n(one hook: no depth to show)"
     layers = sorted(summary.layer.unique())
@@ -172,9 +183,81 @@ def depth(summary: pd.DataFrame, run: dict) -> str:
         + [f"damaged % at layer {layer}" for layer in layers], rows)
 
 
+def corpora(summary: pd.DataFrame, run: dict) -> str:
+    """findings.md: every variant audited on the further corpus, at every layer, on both corpora:
+    survived (95 % intervals), the gap, damaged, KL and perplexity change on each corpus."""
+    if "corpus" not in summary.columns or summary.corpus.nunique() < 2:
+        return provenance(run, summary) + "\n\n(one corpus)"
+    main, other = list(dict.fromkeys(summary.corpus))[:2]
+    s = summary[summary.variant != "fp"]
+    on_other = list(dict.fromkeys(s[s.corpus == other].variant))
+    rows = []
+    for v in on_other:
+        for layer in sorted(s.layer.unique()):
+            a, b = (s[(s.variant == v) & (s.layer == layer) & (s.corpus == c)].iloc[0] for c in (main, other))
+            rows.append([_name(a), str(int(layer)), _ci(a, "frac_survived"), _ci(b, "frac_survived"),
+                         f"{100 * (b['frac_survived'] - a['frac_survived']):+.1f}", _pct(a["frac_damaged"]),
+                         _pct(b["frac_damaged"]), f"{a['kl_to_fp']:.3f}", f"{b['kl_to_fp']:.3f}",
+                         _ci(a, "perplexity_change", True), _ci(b, "perplexity_change", True)])
+    return provenance(run, summary) + "\n\n" + _table(
+        ["variant", "layer", f"survived % {main}", f"survived % {other}", "gap (points)", f"damaged % {main}",
+         f"damaged % {other}", f"KL {main}", f"KL {other}", f"Δppl % {main}", f"Δppl % {other}"], rows)
+
+
+def domains(summary: pd.DataFrame, run: dict) -> str:
+    """findings.md: why survival moves (the run's domains.csv): per layer and corpus, FP
+    perplexity, the SAE's FVU, FP-active features and their overlap; survived among shared."""
+    path = RESULTS / f"{MODEL}.domains.csv"
+    if not path.exists():
+        return provenance(run, summary) + "\n\n(no domains.csv in docs/results)"
+    d = pd.read_csv(path)
+    rows = []
+    for r in d[d.variant == "fp"].to_dict("records"):
+        rows.append([str(int(r["layer"])), r["corpus"], f"{r['fp_perplexity']:.2f}", f"{r['fvu']:.3f}",
+                     str(int(r["n_active"])), f"{int(r['n_shared'])} with {r['versus']} ({r['active_jaccard']:.2f})"])
+    diagnostics = _table(["layer", "corpus", "FP perplexity", "SAE FVU", "FP-active features",
+                          "shared with the other corpus (Jaccard)"], rows)
+    rows = []
+    shared = d[d.variant != "fp"]
+    m, o = list(dict.fromkeys(d.corpus))[:2]  # the main corpus and the first further one
+    for v in dict.fromkeys(shared[shared.corpus == o].variant):
+        for layer in sorted(shared.layer.unique()):
+            a, b = (shared[(shared.variant == v) & (shared.layer == layer) & (shared.corpus == c)
+                           & (shared.versus == versus)].iloc[0] for c, versus in ((m, o), (o, m)))
+            rows.append([f"`{v}`", str(int(layer)), _pct(a["frac_survived"]), _pct(b["frac_survived"]),
+                         _pct(a["frac_survived_shared"]), _pct(b["frac_survived_shared"]), str(int(a["n_shared"]))])
+    per_variant = _table(["variant", "layer", f"survived % {m} (all active)", f"survived % {o} (all active)",
+                          f"survived % {m} (shared)", f"survived % {o} (shared)", "shared features"], rows)
+    return provenance(run, summary) + "\n\n" + diagnostics + "\n\n" + per_variant
+
+
+def sae_2x2(summary: pd.DataFrame, run: dict) -> str:
+    """findings.md: the 2 x 2 of docs/domain_sae_2x2.py (its own provenance)."""
+    path = RESULTS / f"{MODEL}.domain_2x2.csv"
+    if not path.exists():
+        return "(no domain_2x2.csv in docs/results: run docs/domain_sae_2x2.py)"
+    d = pd.read_csv(path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    cells = list(dict.fromkeys(zip(d.sae_trained_on, d.audited_on)))
+    head = ["variant"] + [f"SAE on {t}, audited on {a}" for t, a in cells]
+    rows = [["SAE FVU on FP activations"] + [f"{d[(d.sae_trained_on == t) & (d.audited_on == a)].fvu.iloc[0]:.3f}"
+                                             for t, a in cells],
+            ["FP-active features"] + [str(int(d[(d.sae_trained_on == t) & (d.audited_on == a)].n_active.iloc[0]))
+                                      for t, a in cells]]
+    for v in dict.fromkeys(d.variant):
+        rows.append([f"`{v}` survived %"] + [_pct(d[(d.variant == v) & (d.sae_trained_on == t) &
+                                                    (d.audited_on == a)].frac_survived.iloc[0]) for t, a in cells])
+    where = (f"*`{meta['command']}` at commit {meta['commit']} on {meta['machine']}, {meta['date']}, at "
+             f"{meta['hook']}; the mix SAE trained on " + " and ".join(f"{n} sequences of {c}" for c, n in
+                                                      meta["mix_sequences"].items()) + f"; {meta['seconds']:.0f} s.*")
+    return where + "\n\n" + _table(head, rows)
+
+
 TABLES = {"quick-look": (ROOT / "README.md", quick_look), "full": (ROOT / "docs" / "findings.md", full),
           "depth": (ROOT / "docs" / "findings.md", depth),
-          "causal": (ROOT / "docs" / "findings.md", causal), "runtime": (ROOT / "docs" / "findings.md", runtime)}
+          "causal": (ROOT / "docs" / "findings.md", causal), "runtime": (ROOT / "docs" / "findings.md", runtime),
+          "corpora": (ROOT / "docs" / "findings.md", corpora), "domains": (ROOT / "docs" / "findings.md", domains),
+          "2x2": (ROOT / "docs" / "findings.md", sae_2x2)}
 
 
 def marker(name: str) -> tuple[str, str]:
@@ -216,6 +299,9 @@ def main() -> None:
             ap.error("--from needs --commit, --machine and --date: every number names the run that made it")
         RESULTS.mkdir(exist_ok=True)
         shutil.copyfile(a.source, RESULTS / f"{MODEL}.summary.csv")
+        beside = Path(a.source).parent / "domains.csv"
+        if beside.exists():  # the run's corpora diagnostics
+            shutil.copyfile(beside, RESULTS / f"{MODEL}.domains.csv")
         run = {"command": a.command, "commit": a.commit, "machine": a.machine, "date": a.date, "d_sae": a.d_sae}
         if a.hook:
             run["hook"] = a.hook

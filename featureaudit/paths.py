@@ -31,3 +31,17 @@ def resolve_path(path: str) -> str:
 def looks_local(path: str) -> bool:
     """A path the user means as a file or folder here (not a hub id like org/name)."""
     return path.startswith(("/", "./", "../", "~", "package:")) or os.path.exists(os.path.expanduser(path))
+
+
+#: Where a further audit corpus's results sit below results/<model>/ (the main corpus's sit there).
+CORPORA_FOLDER = "corpora"
+
+
+def corpus_subfolder(label: str, main: str) -> str:
+    """What follows results/<model> in a corpus's paths: nothing for the main corpus."""
+    return "" if label == main else f"/{CORPORA_FOLDER}/{label}"
+
+
+def corpus_dir_pattern(labels: list[str]) -> str:
+    """The {corpus_dir} wildcard's pattern: empty, or a further corpus's subfolder."""
+    return f"(/{CORPORA_FOLDER}/({'|'.join(labels) or '(?!)'}))?"

@@ -59,8 +59,11 @@ def own_files(tmp_path_factory, tiny_models) -> dict[str, Path]:
     text = root / "my-text.txt"
     text.write_text(("The quick brown fox jumps over the lazy dog, and the audit counts its features. " * 40 + "\n")
                     * 400)
+    chats = root / "support-chats.txt"
+    chats.write_text(("Hello, my order has not arrived yet. Could you check where it is, please? " * 30 + "\n") * 200)
     return {"/models/my-model.Q4_K_M.gguf": write_tiny_gguf(model, root / "my-model.gguf"),
             "/models/my-model-gptq-w4a16": gptq, "/models/my-model": model, "/data/my-text.txt": text,
+            "/data/support-chats.txt": chats,
             # the tiny model has 4 layers: the example's layer 12 becomes its layer 2
             "blocks.12.": "blocks.2."}
 
@@ -75,6 +78,9 @@ def test_own_model_config_runs_as_a_dry_run(tmp_path, own_files):
     for variant in ("ckpt-q4_k_m", "ckpt-gptq", "rtn-w4", "gguf-q4_0"):
         assert f"variant={variant}" in proc.stdout, variant
     assert planned["summary"] == 1 and planned["browser"] == 1
+    # the deployment's text: its own tokens, and every variant's job on it too
+    assert planned["corpus_tokens"] == 1 and planned["domains"] == 1
+    assert "corpora/support/activations/ckpt-q4_k_m" in proc.stdout
 
 
 @pytest.mark.slow

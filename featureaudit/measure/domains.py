@@ -35,7 +35,7 @@ def activation_fvu(sae, act_dir, batch: int = 4096) -> float:
     err = 0.0
     n, total, total_sq = 0, None, None
     for _, acts in iter_activation_shards(act_dir):
-        x = torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32))
+        x = torch.tensor(acts, dtype=torch.float32)  # a copy: the shard's arrays are read-only
         for s in range(0, len(x), batch):
             xb = x[s : s + batch]
             rec = sae.decode(sae.encode(xb)).float()

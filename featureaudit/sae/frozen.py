@@ -106,7 +106,8 @@ def check_width(d_in: int, width: int, where: str) -> None:
 def check_hook(sae_hook: str | None, hook: str, model: str) -> None:
     """The SAE was trained where the config says it reads (if its metadata says where)."""
     if sae_hook and sae_hook != hook:
-        raise AuditError(f"models.{model}.hook is {hook} but the SAE was trained at {sae_hook}; make them agree")
+        raise AuditError(f"models.{model} reads {hook} with an SAE trained at {sae_hook}; give that hook an SAE "
+                         "trained there (or name the hook the SAE was trained at)")
 
 
 def check_bos(sae_prepend_bos: bool | None, prepend_bos: bool) -> None:

@@ -10,7 +10,7 @@ from featureaudit.errors import AuditError
 from featureaudit.hooks import HOOK_PATTERN
 from featureaudit.figure_names import CORPUS_FIGURE, DEPTH_FIGURE, FIGURES
 from featureaudit.integrity import scan
-from featureaudit.paths import resolve_path
+from featureaudit.paths import corpus_dir_pattern, corpus_subfolder, resolve_path
 from featureaudit.pipeline.hub import hub_problems
 from featureaudit.pipeline.locks import clear_stale_lock, run_in_progress
 from featureaudit.pipeline.preflight import preflight
@@ -91,15 +91,16 @@ R = CFG.results
 H = f"{R}/{{model}}/{{hook}}"
 # A further audit corpus (corpora:) has the same layout under results/<model>/corpora/<label>/: its
 # tokens, activations, codes and metrics, and per hook its FP statistics, survival and
-# predictability. {corpus_dir} is "" for the main corpus and "/corpora/<label>" for the others.
+# predictability. {corpus_dir} is empty for the main corpus and the folder below the model's
+# for the others (featureaudit/paths.py).
 C = f"{R}/{{model}}{{corpus_dir}}"
 HC = f"{C}/{{hook}}"
 EXTRA_CORPORA = [c.label for c in CFG.corpora]
-CORPUS_DIR_PATTERN = f"(/corpora/({'|'.join(EXTRA_CORPORA) or '(?!)'}))?"
+CORPUS_DIR_PATTERN = corpus_dir_pattern(EXTRA_CORPORA)
 
 
 def corpus_dir(label):
-    return "" if label == CFG.corpus.label else f"/corpora/{label}"
+    return corpus_subfolder(label, CFG.corpus.label)
 
 
 MODELS = list(CFG.models)
@@ -391,7 +392,7 @@ def get_taken_tokens(wildcards):
     if CFG.calibrates(m):
         taken.append(f"{R}/{m}/calibration.parquet")
     before = EXTRA_CORPORA[: EXTRA_CORPORA.index(label)]
-    return taken + [f"{R}/{m}/corpora/{c}/tokens.parquet" for c in before]
+    return taken + [f"{R}/{m}{corpus_dir(c)}/tokens.parquet" for c in before]
 
 
 def _every_corpus(wildcards):
