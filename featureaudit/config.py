@@ -433,11 +433,9 @@ class AuditConfig:
         return TokenBudget(c.context_length, c.n_tokens, self.evaluation.n_tokens,
                            c.sae_train_tokens if trains else 0, c.prepend_bos, c.seed)
 
-    def corpus_labels(self, model: str | None = None, variant: str | None = None) -> list[str]:
-        """The audit corpora, main first; those `variant` is audited on, when given."""
-        extra = [c.label for c in self.corpora
-                 if variant is None or not c.variants or variant in c.variants or variant == "fp"]
-        return [self.corpus.label] + extra
+    def corpus_labels(self) -> list[str]:
+        """The audit corpora's names, main first."""
+        return [self.corpus.label] + [c.label for c in self.corpora]
 
     def extra_corpus(self, label: str) -> AuditCorpus:
         return next(c for c in self.corpora if c.label == label)

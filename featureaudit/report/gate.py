@@ -26,6 +26,7 @@ from ..config import GateConfig
 from ..errors import AuditError
 from ..inputs.watchlist import check_hooks, check_ids, ids_at, read_watchlist
 from ..integrity import sidecar, verify_file
+from ..paths import CORPORA_FOLDER
 
 REQUIRED = ("variant", "n_active", "frac_survived", "frac_damaged", "perplexity")
 
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
                 ids = ids_at(entries, hook)
                 root = Path(args.summary).parent
                 if corpus is not None and corpus != main_corpus:
-                    root = root / "corpora" / corpus
+                    root = root / CORPORA_FOLDER / corpus
                 folder = root if hook is None else root / hook
                 table = folder / "survival" / f"{args.variant}.parquet"
                 if not table.exists():
