@@ -5,6 +5,9 @@ audited on A and on B, from a finished audit's stored activations.
     .venv/bin/python docs/domain_sae_2x2.py [--config config.yaml] [--model smollm2]
         [--hook blocks.15.hook_resid_post] [--corpus packages] [--out docs/results/smollm2.domain_2x2.csv]
 
+With --token-control, only the control for B's fewer audit tokens: survival on A's first
+audit tokens, exactly as many as B's audit has (the audit's own codes, cut).
+
 The mix SAE is trained with the audit's own recipe (the hook's `train:` settings) on as many
 tokens as the audit's SAE: half of A's SAE-training sequences, and as many sequences of B drawn
 disjoint from every token table of the run (A's splits, the calibration tokens, B's audit
@@ -31,6 +34,42 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def first_tokens(codes_path, n_tokens: int, out_path) -> None:
+    """The codes of the first `n_tokens` audit tokens only (whole sequences when n_tokens is a
+    multiple of the tokens a sequence has), as a codes file of their own."""
+    import pyarrow as pa
+
+    from featureaudit.io import write_table
+    from featureaudit.sae.codes import SCHEMA, Codes
+
+    codes = Codes(codes_path)
+    table = codes.file.read()
+    keep = table.filter(pa.compute.less(table.column("token"), n_tokens))
+    meta = {"d_sae": str(codes.d_sae), "n_tokens": str(n_tokens), "group_tokens": json.dumps([n_tokens])}
+    write_table(keep.cast(SCHEMA).replace_schema_metadata(meta), out_path)  # with its checksum
+
+
+def token_control(cfg, results: Path, hook: str, a: str, b: str, variants: list, out: Path) -> None:
+    """Survival on A's first audit sequences, as many tokens as B's audit has: is B's lower
+    survival only its fewer tokens?"""
+    import pandas as pd
+
+    from featureaudit.measure.survival import fractions, survival_table
+    from featureaudit.sae.codes import Codes, hook_codes
+
+    n = Codes(hook_codes(results / "corpora" / b / "codes" / "fp", hook)).n_tokens
+    work = Path(tempfile.mkdtemp(prefix="domain_tokens-"))
+    first_tokens(hook_codes(results / "codes" / "fp", hook), n, work / "fp.parquet")
+    rows = []
+    for v in variants:
+        first_tokens(hook_codes(results / "codes" / v, hook), n, work / f"{v}.parquet")
+        f = fractions(survival_table(work / "fp.parquet", work / f"{v}.parquet", cfg.survival))
+        rows.append({"corpus": a, "tokens": n, "variant": v, "n_active": f["n_active"],
+                     "frac_survived": f["frac_survived"], "frac_damaged": f["frac_damaged"]})
+    pd.DataFrame(rows).to_csv(out, index=False, float_format="%.6g")
+    print(pd.DataFrame(rows).to_string())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="config.yaml")
@@ -38,6 +77,9 @@ def main() -> None:
     ap.add_argument("--hook", default="blocks.15.hook_resid_post")
     ap.add_argument("--corpus", default="packages", help="the further corpus (B)")
     ap.add_argument("--out", default="docs/results/smollm2.domain_2x2.csv")
+    ap.add_argument("--token-control", action="store_true",
+                    help="only the control: survival on A's first audit tokens, as many as B's audit has "
+                         "(written beside --out as .tokens.csv)")
     args = ap.parse_args()
 
     import pandas as pd
@@ -63,6 +105,9 @@ def main() -> None:
     capture = cfg.capture_settings(args.model, args.hook)
     run = cfg.model_run(args.model)
     started = time.time()
+    if args.token_control:
+        token_control(cfg, results, args.hook, a, b, variants, (ROOT / args.out).with_suffix(".tokens.csv"))
+        return
 
     # the mix SAE's training tokens: half of A's SAE-training split, as many of B, disjoint
     train_a = read_tokens(results / "tokens.parquet", "sae_train")

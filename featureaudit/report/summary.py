@@ -212,7 +212,8 @@ def write_summary(variants, hooks, survival_paths, metrics_paths, predict_paths,
         block = build_summary(names, hooks, surv, met, pred, reps, None, uncertainty, gate, methods=methods)
         block["corpus"] = label
         blocks.append(block)
-    df = pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else df
+    # infer_objects: a column empty in one corpus's block (None) must stay float for float_format
+    df = pd.concat(blocks, ignore_index=True).infer_objects() if len(blocks) > 1 else df
     with atomic_path(out_path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     log("summary:\n" + df.drop(columns=["verdict"]).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
