@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import platform
 import subprocess
 import sys
@@ -77,6 +78,9 @@ def main() -> None:
     ap.add_argument("--hook", default="blocks.15.hook_resid_post")
     ap.add_argument("--corpus", default="packages", help="the further corpus (B)")
     ap.add_argument("--out", default="docs/results/smollm2.domain_2x2.csv")
+    ap.add_argument("--seed-control", action="store_true",
+                    help="instead of the mix SAE, an SAE on A's own training tokens with the next seed: how much "
+                         "a retrained SAE alone moves survival (written beside --out as .seed.csv)")
     ap.add_argument("--token-control", action="store_true",
                     help="only the control: survival on A's first audit tokens, as many as B's audit has "
                          "(written beside --out as .tokens.csv)")
@@ -120,13 +124,20 @@ def main() -> None:
     reference, tokenizer = load_reference(results / "reference", run)
     train_b = torch.from_numpy(draw_disjoint(corpus_text(extra, budget), tokenizer, budget, taken, b))
     mixed = torch.cat([train_a[:half], train_b])
-    log(f"mix SAE: {len(train_a[:half])} sequences of {a} and {len(train_b)} of {b}, at {args.hook}")
+    recipe = sae_cfg.train
+    if args.seed_control:  # A's own training tokens, the next seed
+        mixed, recipe = train_a, replace(recipe, seed=recipe.seed + 1)
+        half, train_b = len(train_a), train_a[:0]
+    name = f"{a} (seed {recipe.seed})" if args.seed_control else f"{a}+{b}"
+    log(f"SAE {name}: {len(mixed) - len(train_b)} sequences of {a} and {len(train_b)} of {b}, at {args.hook}")
     acts = capture_matrix(reference, mixed, capture)
     del reference
     work = Path(tempfile.mkdtemp(prefix="domain_2x2-"))
     train_sae(acts, work / "sae_mix", args.hook, args.model, cfg.corpus.context_length, cfg.corpus.prepend_bos,
-              sae_cfg.train)
-    saes = {a: results / args.hook / "sae", f"{a}+{b}": work / "sae_mix"}
+              recipe)
+    saes = {a: results / args.hook / "sae", name: work / "sae_mix"}
+    if args.seed_control:
+        saes.pop(a)
 
     rows = []
     for trained_on, sae_dir in saes.items():
@@ -153,6 +164,8 @@ def main() -> None:
                     f"{100 * f['frac_survived']:.1f} % survived, {100 * f['frac_damaged']:.1f} % damaged")
     df = pd.DataFrame(rows)
     out = ROOT / args.out
+    if args.seed_control:
+        out = out.with_suffix(".seed.csv")
     df.to_csv(out, index=False, float_format="%.6g")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
