@@ -242,6 +242,9 @@ def sae_2x2(summary: pd.DataFrame, run: dict) -> str:
         return "(no domain_2x2.csv in docs/results: run docs/domain_sae_2x2.py)"
     d = pd.read_csv(path)
     meta = json.loads(path.with_suffix(".json").read_text())
+    seed = path.with_suffix(".seed.csv")
+    if seed.exists():  # the same recipe and text, the next seed: what retraining alone moves
+        d = pd.concat([d, pd.read_csv(seed)], ignore_index=True)
     cells = list(dict.fromkeys(zip(d.sae_trained_on, d.audited_on)))
     head = ["variant"] + [f"SAE on {t}, audited on {a}" for t, a in cells]
     rows = [["SAE FVU on FP activations"] + [f"{d[(d.sae_trained_on == t) & (d.audited_on == a)].fvu.iloc[0]:.3f}"
@@ -254,7 +257,8 @@ def sae_2x2(summary: pd.DataFrame, run: dict) -> str:
     control = path.with_suffix(".tokens.csv")
     if control.exists():  # the same SAE and corpus on as few tokens as the other corpus has
         c = pd.read_csv(control).set_index("variant")
-        head.append(f"SAE on {c.corpus.iloc[0]}, audited on its first {int(c.tokens.iloc[0]):,} tokens".replace(",", " "))
+        n = f"{int(c.tokens.iloc[0]):,}".replace(",", " ")
+        head.append(f"SAE on {c.corpus.iloc[0]}, audited on its first {n} tokens")
         rows[0].append("")
         rows[1].append(str(int(c.n_active.iloc[0])))
         for row, v in zip(rows[2:], dict.fromkeys(d.variant)):
