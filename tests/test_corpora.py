@@ -23,7 +23,7 @@ import torch
 from conftest import REPO, TinyProject, base_config, save_saelens_sae
 from test_startup import assert_stopped_at_start, start
 from test_workflow import job_counts
-from tiny_models import tl_reference
+from tiny_models import assert_codes_equal_saelens
 
 HOOKS = ("blocks.0.hook_resid_post", "blocks.3.hook_resid_post")
 HIDDEN = 64
@@ -181,24 +181,14 @@ def test_corpora_tokens_are_disjoint_from_each_other_and_every_split(corpora_run
 
 @pytest.mark.slow
 def test_a_corpus_codes_equal_saelens_encode_on_its_tokens(corpora_runs, tiny_models):
-    from sae_lens import SAE
     from transformers import AutoModelForCausalLM
 
     runs, _, saes = corpora_runs
     folder = results_of(runs["both"]) / "corpora" / "notes"
     ids = torch.tensor(pq.read_table(folder / "tokens.parquet").column("input_ids").to_pylist())
     llama = AutoModelForCausalLM.from_pretrained(tiny_models["llama"], dtype=torch.float32).eval()
-    T = ids.shape[1]
-    row = {s * T + p: i for i, (s, p) in enumerate((s, p) for s in range(len(ids)) for p in range(1, T))}
     for h in HOOKS:
-        acts = tl_reference(tiny_models["llama"], llama, ids, h)[:, 1:].reshape(-1, HIDDEN)
-        with torch.no_grad():
-            expected = SAE.load_from_disk(str(saes[h])).encode(acts).numpy()
-        codes = pq.read_table(folder / "codes" / "fp" / f"{h}.parquet").to_pandas()
-        got = np.zeros_like(expected)
-        got[[row[x] for x in codes.token], codes.feature] = codes.value
-        mismatch = ~np.isclose(got, expected, atol=1e-4, rtol=1e-3)  # TopK ties may flip a handful
-        assert mismatch.sum() <= 0.001 * got.size, (h, int(mismatch.sum()))
+        assert_codes_equal_saelens(tiny_models["llama"], llama, ids, folder / "codes" / "fp" / f"{h}.parquet", saes[h], h)
 
 
 @pytest.mark.slow

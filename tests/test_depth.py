@@ -20,7 +20,7 @@ import torch
 
 from conftest import TinyProject, base_config, save_saelens_sae
 from test_workflow import job_counts
-from tiny_models import tl_reference
+from tiny_models import assert_codes_equal_saelens, tl_reference
 
 HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_mlp_out", "blocks.3.hook_resid_post")
 HIDDEN = 64
@@ -120,23 +120,12 @@ def test_each_hooks_tables_equal_its_single_hook_audit(depth_runs):
 
 @pytest.mark.slow
 def test_each_hooks_codes_equal_saelens_encode(depth_runs, tiny_models, llama):
-    from sae_lens import SAE
-
     three, _, saes = depth_runs
     results = three.workdir / "results" / "tiny"
     t = pq.read_table(results / "tokens.parquet").to_pandas()
     ids = torch.tensor(np.stack(t[t.split == "audit"].input_ids.to_numpy()))
-    T = ids.shape[1]
-    row = {s * T + p: i for i, (s, p) in enumerate((s, p) for s in range(len(ids)) for p in range(1, T))}
     for h in HOOKS:
-        acts = tl_reference(tiny_models["llama"], llama, ids, h)[:, 1:].reshape(-1, HIDDEN)
-        with torch.no_grad():
-            expected = SAE.load_from_disk(str(saes[h])).encode(acts).numpy()
-        codes = pq.read_table(results / "codes" / "fp" / f"{h}.parquet").to_pandas()
-        got = np.zeros_like(expected)
-        got[[row[x] for x in codes.token], codes.feature] = codes.value
-        mismatch = ~np.isclose(got, expected, atol=1e-4, rtol=1e-3)  # TopK ties may flip a handful
-        assert mismatch.sum() <= 0.001 * got.size, (h, int(mismatch.sum()))
+        assert_codes_equal_saelens(tiny_models["llama"], llama, ids, results / "codes" / "fp" / f"{h}.parquet", saes[h], h)
 
 
 @pytest.mark.slow

@@ -343,3 +343,24 @@ def write_tiny_gguf(hf_dir: Path, out_file: Path) -> Path:
     w.write_tensors_to_file()
     w.close()
     return out_file
+
+
+def assert_codes_equal_saelens(model_dir: Path, hf_model, ids: torch.Tensor, codes_path: Path, sae_dir: Path,
+                               hook_name: str) -> None:
+    """A codes file of the workflow (BOS positions left out) equals SAELens's encode of
+    TransformerLens's activations at the hook on the same token ids, TopK ties aside."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from sae_lens import SAE
+
+    T = ids.shape[1]
+    row = {s * T + p: i for i, (s, p) in enumerate((s, p) for s in range(len(ids)) for p in range(1, T))}
+    acts = tl_reference(model_dir, hf_model, ids, hook_name)[:, 1:]
+    acts = acts.reshape(-1, acts.shape[-1])
+    with torch.no_grad():
+        expected = SAE.load_from_disk(str(sae_dir)).encode(acts).numpy()
+    codes = pq.read_table(codes_path).to_pandas()
+    got = np.zeros_like(expected)
+    got[[row[x] for x in codes.token], codes.feature] = codes.value
+    mismatch = ~np.isclose(got, expected, atol=1e-4, rtol=1e-3)  # TopK ties may flip a handful
+    assert mismatch.sum() <= 0.001 * got.size, (hook_name, int(mismatch.sum()))
