@@ -16,36 +16,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
-
 from ..hooks import parse_hook
 from ..io import atomic_path, read_json, read_table
 from ..model.shards import iter_activation_shards
 from ..progress import log
 from ..sae.encoder import load_encoder
+from ..sae.source import fraction_variance_unexplained
 
 COLUMNS = ("hook", "layer", "corpus", "versus", "variant", "n_active", "frac_survived", "frac_damaged", "n_shared",
            "frac_survived_shared", "frac_damaged_shared", "active_jaccard", "fvu", "fp_perplexity")
 
 
-@torch.no_grad()
-def activation_fvu(sae, act_dir, batch: int = 4096) -> float:
-    """1 - explained variance of the SAE's reconstruction of the stored activations (the SAE's
-    own input: centred where it wants that), summed over every token of the folder."""
-    err = 0.0
-    n, total, total_sq = 0, None, None
-    for _, acts in iter_activation_shards(act_dir):
-        x = torch.tensor(acts, dtype=torch.float32)  # a copy: the shard's arrays are read-only
-        for s in range(0, len(x), batch):
-            xb = x[s : s + batch]
-            rec = sae.decode(sae.encode(xb)).float()
-            err += float(((rec - xb).double() ** 2).sum())
-        xd = x.double()
-        total = xd.sum(0) if total is None else total + xd.sum(0)
-        total_sq = (xd**2).sum(0) if total_sq is None else total_sq + (xd**2).sum(0)
-        n += len(x)
-    variance = float((total_sq - total**2 / n).sum())  # sum over dimensions of n * Var
-    return err / variance
+def activation_fvu(sae, act_dir) -> float:
+    """The SAE's FVU on the stored activations of a folder (the SAE's own input: centred where
+    it wants that), over every token of it: sae.source's measure, on the shards read whole."""
+    return fraction_variance_unexplained(sae, np.concatenate([acts for _, acts in iter_activation_shards(act_dir)]))
 
 
 def statuses(path) -> pd.Series:
@@ -93,6 +78,7 @@ def domain_table(corpora: list[str], hooks: list[str], variants: dict, inputs: D
         fvu = {c: activation_fvu(sae, inputs.fp_activations[(c, hook)]) for c in corpora}
         fp_status = {c: statuses(inputs.survival[(c, hook, "fp")]) for c in corpora}
         active = {c: set(s.index[s != "inactive"]) for c, s in fp_status.items()}
+        active_ids = {c: np.array(sorted(a), dtype=np.int64) for c, a in active.items()}
         for corpus in corpora:
             others = [main] if corpus != main else corpora[1:] or [main]
             for versus in others:
@@ -106,8 +92,7 @@ def domain_table(corpora: list[str], hooks: list[str], variants: dict, inputs: D
                     if v != "fp" and v not in variants[versus]:
                         continue
                     status = statuses(inputs.survival[(corpus, hook, v)])
-                    mine = np.array(sorted(active[corpus]), dtype=np.int64)
-                    n, surv, dmg = shares(status, mine)
+                    n, surv, dmg = shares(status, active_ids[corpus])
                     n_shared, surv_shared, dmg_shared = shares(status, shared)
                     rows.append(base | {"variant": v, "n_active": n, "frac_survived": surv, "frac_damaged": dmg,
                                         "n_shared": n_shared, "frac_survived_shared": surv_shared,
