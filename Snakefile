@@ -20,6 +20,7 @@ wildcard_constraints:
     hook=HOOK_PATTERN,
     corpus_dir=CORPUS_DIR_PATTERN,
     corpus="|".join(EXTRA_CORPORA) or "(?!)",
+    target="|".join(MIX_TYPES),
 
 
 include: "workflow/rules/tokens.smk"
@@ -29,6 +30,7 @@ include: "workflow/rules/variant.smk"
 include: "workflow/rules/survival.smk"
 include: "workflow/rules/overlap.smk"
 include: "workflow/rules/causal.smk"
+include: "workflow/rules/repair.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -15,7 +15,8 @@ import yaml
 
 from .errors import AuditError, Problems
 from .hooks import parse_hook
-from .variants import GGUF_TYPES, LLAMA_CPP_NEED_IMATRIX, LLAMA_CPP_PRESETS, Variant, check_bits, check_sparsity, parse_variant
+from .variants import (GGUF_TYPES, LLAMA_CPP_NEED_IMATRIX, LLAMA_CPP_PRESETS, MIX_OBJECTIVES, MIX_TYPE_BITS, MIX_TYPES, Variant,
+                       check_bits, check_sparsity, parse_variant)
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -152,6 +153,14 @@ class CheckpointConfig:
     imatrix: bool = False  # llama_cpp: quantize with an importance matrix of the calibration tokens
     llm_compressor: str | None = None  # recipe: gptq-w4a16, awq-w4a16, smoothquant-gptq-w8a8, ...
     group_size: int = 64  # llm_compressor W4A16 recipes: weights per scale (576 is no multiple of 128)
+    recipe: str | None = None  # llama_cpp: a --tensor-type-file of per-tensor types on top of the preset
+    # llama_cpp: mix, a per-tensor mix the workflow allocates (featureaudit/repair/): each block's
+    # attention and MLP at low or high, chosen by objective within budget bits per weight
+    objective: str | None = None  # features | kl | random | ends
+    budget: str | float | None = None  # bits per weight, or a preset's name: what it stores on this model
+    low: str = "q4_0"  # the mix's types (32-weight blocks: q4_0 q4_1 q5_0 q5_1 q8_0 iq4_nl)
+    high: str = "q8_0"
+    seed: int = 0  # objective random: its draw
 
     def __post_init__(self):
         given = [k for k in ("path", "mix", "llama_cpp", "llm_compressor") if getattr(self, k) is not None]
@@ -161,7 +170,14 @@ class CheckpointConfig:
         for part, t in (self.mix or {}).items():
             if t not in GGUF_TYPES:
                 raise AuditError(f"checkpoint mix: {part}: {t!r} is not one of {', '.join(GGUF_TYPES)}")
-        if self.llama_cpp is not None and self.llama_cpp not in LLAMA_CPP_PRESETS:
+        if self.llama_cpp == "mix":
+            self._check_mix()
+        elif self.objective is not None or self.budget is not None:
+            raise AuditError("checkpoint objective and budget belong to llama_cpp: mix")
+        if self.recipe is not None and (self.llama_cpp is None or self.llama_cpp == "mix"):
+            raise AuditError("checkpoint recipe: a recipe file goes with a llama_cpp preset (its base type), "
+                             "e.g. {llama_cpp: Q4_0, recipe: fix.txt}")
+        if self.llama_cpp is not None and self.llama_cpp != "mix" and self.llama_cpp not in LLAMA_CPP_PRESETS:
             raise AuditError(f"checkpoint llama_cpp: {self.llama_cpp!r} is not one of {', '.join(LLAMA_CPP_PRESETS)}")
         if self.llama_cpp in LLAMA_CPP_NEED_IMATRIX and not self.imatrix:
             raise AuditError(f"checkpoint llama_cpp: {self.llama_cpp} needs an importance matrix; add imatrix: true")
@@ -170,6 +186,24 @@ class CheckpointConfig:
         if self.llm_compressor is not None and self.llm_compressor not in LLM_COMPRESSOR_RECIPES:
             raise AuditError(f"checkpoint llm_compressor: {self.llm_compressor!r} is not one of "
                              f"{', '.join(LLM_COMPRESSOR_RECIPES)}")
+
+    def _check_mix(self):
+        if self.objective not in MIX_OBJECTIVES:
+            raise AuditError(f"checkpoint llama_cpp: mix needs objective: one of {', '.join(MIX_OBJECTIVES)}")
+        for key in ("low", "high"):
+            if getattr(self, key) not in MIX_TYPES:
+                raise AuditError(f"checkpoint {key}: {getattr(self, key)!r} is not a type a mix may use "
+                                 f"({', '.join(MIX_TYPES)}: 32-weight blocks fit every width)")
+        bits = {k: MIX_TYPE_BITS[getattr(self, k)] for k in ("low", "high")}
+        if bits["high"] <= bits["low"]:
+            raise AuditError(f"checkpoint high ({self.high}) must store more bits than low ({self.low})")
+        if self.budget is None:
+            raise AuditError("checkpoint llama_cpp: mix needs budget: bits per weight, or a preset such as Q4_K_M")
+        if isinstance(self.budget, str) and self.budget.upper() not in LLAMA_CPP_PRESETS:
+            raise AuditError(f"checkpoint budget: {self.budget!r} is neither bits per weight nor a llama.cpp preset")
+        if isinstance(self.budget, (int, float)) and not bits["low"] <= self.budget <= bits["high"]:
+            raise AuditError(f"checkpoint budget: {self.budget} bits per weight is outside what {self.low} "
+                             f"({bits['low']}) and {self.high} ({bits['high']}) can make; give a budget between them")
 
     @property
     def producer(self) -> str:
@@ -181,11 +215,26 @@ class CheckpointConfig:
     @property
     def method(self) -> str:
         """What the comparison table calls it: the preset or recipe by name."""
+        if self.llama_cpp == "mix":
+            budget = self.budget if isinstance(self.budget, str) else f"{self.budget:g} bpw"
+            return f"{self.objective} mix @{budget}" + (" imatrix" if self.imatrix else "")
         if self.llama_cpp:
-            return f"llama.cpp {self.llama_cpp}" + (" imatrix" if self.imatrix else "")
+            return f"llama.cpp {self.llama_cpp}" + (" recipe" if self.recipe else "") + (" imatrix" if self.imatrix else "")
         if self.llm_compressor:
             return f"llm-compressor {self.llm_compressor}"
         return "gguf-py mix" if self.mix else "user checkpoint"
+
+
+@dataclass(frozen=True)
+class RepairConfig:
+    """Sensitivity scans (repair): each block's attention and MLP quantized alone to a target
+    type, measured on a split of scan tokens of its own; the mixes (llama_cpp: mix) and the
+    gate's way forward read them."""
+
+    targets: tuple = ()  # types scanned (each mix's low type is scanned whether listed or not)
+    scan_tokens: int = 2048  # tokens of the scan split (disjoint from every other split)
+    high: str = "q8_0"  # the type the gate's way forward upgrades groups to
+    seed: int = 0  # the scan split's draw and the additivity check's random subsets
 
 
 @dataclass(frozen=True)
@@ -426,6 +475,16 @@ class AuditConfig:
     causal: CausalConfig = field(default_factory=CausalConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    repair: RepairConfig = field(default_factory=RepairConfig)
+
+    def scan_targets(self, model: str) -> list[str]:
+        """The types the model is scanned at: repair.targets and every mix's low type."""
+        lows = [c.low for c in self.models[model].checkpoints.values()
+                if c.llama_cpp == "mix" and c.objective in ("features", "kl")]
+        return list(dict.fromkeys(list(self.repair.targets) + lows))
+
+    def mixes(self, model: str) -> list[str]:
+        return [k for k, c in self.models[model].checkpoints.items() if c.llama_cpp == "mix"]
 
     def token_budget(self, model: str) -> TokenBudget:
         c = self.corpus
@@ -611,6 +670,7 @@ def load_config(raw: dict) -> AuditConfig:
         "survival": Thresholds, "evaluation": EvaluationConfig, "predictability": PredictabilityConfig,
         "gate": GateConfig, "uncertainty": UncertaintyConfig, "evidence": EvidenceConfig,
         "causal": CausalConfig, "calibration": CalibrationConfig, "runtime": RuntimeConfig,
+        "repair": RepairConfig,
     }
     built = {key: problems.check(_build, cls, raw.get(key)) for key, cls in sections.items()}
     formats = problems.check(_formats, raw.get("formats") or [])

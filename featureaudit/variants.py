@@ -34,6 +34,13 @@ LLAMA_CPP_PRESETS = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q5_1", "Q4_K_M
 #: Presets llama-quantize refuses without an importance matrix.
 LLAMA_CPP_NEED_IMATRIX = ("IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S", "Q2_K_S")
 TORCHAO_SCHEMES = ("w8a8", "w4a8", "fp8")
+#: Types a per-tensor mix may use: the 32-weight block types llama-quantize writes on any width
+#: that is a multiple of 32 (the K-quants need rows of 256 and fall back on SmolLM2's 576), with
+#: their bits per weight (32 weights + fp16 scale, and minimum for the _1 types).
+MIX_TYPE_BITS = {"q4_0": 4.5, "q4_1": 5.0, "q5_0": 5.5, "q5_1": 6.0, "q8_0": 8.5, "iq4_nl": 4.5}
+MIX_TYPES = tuple(MIX_TYPE_BITS)
+#: How a mix chooses which groups get the high type (featureaudit/repair/allocate.py).
+MIX_OBJECTIVES = ("features", "kl", "random", "ends")
 #: Quantization blocks run along a matrix's input dimension, which must be a multiple of them.
 GGUF_BLOCK = 32
 BNB_BLOCK = 64  # over the flattened matrix: any shape works

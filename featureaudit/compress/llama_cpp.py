@@ -64,11 +64,17 @@ def _run(args: list[str], what: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def quantize(source, out_path, preset: str, imatrix=None, threads: int = 2) -> None:
-    """`llama-quantize [--imatrix F] source out preset threads`, as a user would run it."""
+def quantize(source, out_path, preset: str, imatrix=None, threads: int = 2, tensor_type_file=None,
+             pure: bool = False) -> None:
+    """`llama-quantize [--pure] [--tensor-type-file R] [--imatrix F] source out preset threads`,
+    as a user would run it (with a recipe file: per-tensor types, the preset's for the rest)."""
     if preset not in PRESETS:
         raise AuditError(f"llama.cpp preset {preset!r} is not one of {', '.join(PRESETS)}")
     args = [str(install_dir() / "bin" / "llama-quantize")]
+    if pure:
+        args += ["--pure"]
+    if tensor_type_file is not None:
+        args += ["--tensor-type-file", str(tensor_type_file)]
     if imatrix is not None:
         args += ["--imatrix", str(imatrix)]
     args += [str(source), str(out_path), preset, str(threads)]

@@ -189,3 +189,19 @@ def write_corpus_tokens(source: ModelSource, corpus: AuditCorpus, context_length
                                                "text_sha256": digest}), out_path)
     log(f"tokens of corpus {corpus.label} ({corpus.source}, {len(text)} characters, sha256 {digest[:16]}): "
         f"audit {seqs.size}, none of them among the {len(taken)} sequences of {len(taken_paths)} other token tables")
+
+
+def write_scan_tokens(source: ModelSource, corpus: CorpusConfig, n_tokens: int, seed: int, taken_paths: list,
+                      out_path) -> None:
+    """The `scan_tokens` rule: the sensitivity scan's own split of the main corpus's text (where
+    the SAEs were trained), disjoint from every row of `taken_paths` (tokens.parquet's splits,
+    calibration.parquet): a mix is chosen on these tokens and judged on the audit and held-out
+    ones."""
+    tokenizer = load_tokenizer(source.source, source.path, source.name)
+    budget = TokenBudget(corpus.context_length, n_tokens, 0, 0, corpus.prepend_bos, seed)
+    taken = set().union(*(token_rows(p) for p in taken_paths)) if taken_paths else set()
+    seqs = draw_disjoint(corpus_text(corpus, budget), tokenizer, budget, taken, "the scan split (repair.scan_tokens)")
+    table = pa.table({"input_ids": pa.array(seqs.tolist(), type=pa.list_(pa.int64())),
+                      "split": pa.array(["audit"] * len(seqs))})
+    write_table(table.replace_schema_metadata({"split": "scan"}), out_path)
+    log(f"scan tokens: {seqs.size}, none of them among the {len(taken)} sequences of {len(taken_paths)} other token tables")

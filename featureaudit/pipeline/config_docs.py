@@ -38,6 +38,7 @@ SECTIONS = {
     "causal": c.CausalConfig,
     "calibration": c.CalibrationConfig,
     "runtime": c.RuntimeConfig,
+    "repair": c.RepairConfig,
 }
 
 HEADER = """# Configuration

@@ -15,7 +15,7 @@ from featureaudit.pipeline.hub import hub_problems
 from featureaudit.pipeline.locks import clear_stale_lock, run_in_progress
 from featureaudit.pipeline.preflight import preflight
 from featureaudit.pipeline.rerun_triggers import closure_hash
-from featureaudit.variants import QUANTIZED_PATTERN, VARIANT_PATTERN, may_equal_reference
+from featureaudit.variants import MIX_TYPES, QUANTIZED_PATTERN, VARIANT_PATTERN, may_equal_reference
 
 if not config:
     sys.exit(
@@ -439,8 +439,73 @@ def get_fp_causal_inputs(wildcards):
     return inputs
 
 
+# --------------------------------------------------------------------------- repair
+
+
+def get_scan_taken(wildcards):
+    """What the scan split must not repeat: the main corpus's splits and calibration tokens."""
+    taken = [f"{R}/{wildcards.model}/tokens.parquet"]
+    if CFG.calibrates(wildcards.model):
+        taken.append(f"{R}/{wildcards.model}/calibration.parquet")
+    return taken
+
+
+def mix_keys():
+    """Wildcard pattern of the checkpoint keys that are mixes (llama_cpp: mix)."""
+    keys = sorted({k for m in MODELS for k in CFG.mixes(m)})
+    return "|".join(keys) if keys else "(?!)"
+
+
+def get_mix_settings(wildcards):
+    c = CFG.models[wildcards.model].checkpoints[wildcards.ckpt]
+    return {k: getattr(c, k) for k in ("objective", "budget", "low", "high", "seed")}
+
+
+def get_recipe_scan(wildcards):
+    """A features or KL mix reads the scan of its low type; random and ends need none."""
+    c = CFG.models[wildcards.model].checkpoints[wildcards.ckpt]
+    if c.objective in ("features", "kl"):
+        return f"{R}/{wildcards.model}/repair/{c.low}/scan.csv"
+    return []
+
+
+def get_recipe(wildcards):
+    """The recipe file a llama.cpp checkpoint is quantized with: the mix's, or the user's."""
+    c = CFG.models[wildcards.model].checkpoints[wildcards.ckpt]
+    if c.llama_cpp == "mix":
+        return f"{R}/{wildcards.model}/repair/recipes/{wildcards.ckpt}.txt"
+    return resolve_path(c.recipe) if c.recipe else []
+
+
+def get_quantize_settings(wildcards):
+    """llama-quantize's base type and --pure: a mix names every block tensor (its low type the
+    base), a user's recipe goes on top of its preset."""
+    c = CFG.models[wildcards.model].checkpoints[wildcards.ckpt]
+    if c.llama_cpp == "mix":
+        return {"base": c.low.upper(), "pure": True}
+    return {"base": c.llama_cpp, "pure": False}
+
+
+def get_scans(wildcards):
+    return [f"{R}/{wildcards.model}/repair/{t}/{name}.csv" for t in CFG.scan_targets(wildcards.model)
+            for name in ("scan", "additivity")]
+
+
+def get_recipe_records(wildcards):
+    return [f"{R}/{wildcards.model}/repair/recipes/{k}.json" for k in CFG.mixes(wildcards.model)]
+
+
+def get_repair_methods(wildcards):
+    """The variants the repair comparison sets side by side: every llama.cpp checkpoint."""
+    m = CFG.models[wildcards.model]
+    return {f"ckpt-{k}": c.method for k, c in m.checkpoints.items() if c.producer == "llama.cpp"}
+
+
 def get_final_outputs():
     out = expand(f"{R}/{{model}}/summary.csv", model=MODELS)
+    for m in MODELS:
+        if CFG.scan_targets(m) or CFG.mixes(m):
+            out.append(f"{R}/{m}/repair/comparison.csv")
     out += expand(f"{R}/{{model}}/figures/{DEPTH_FIGURE}.png", model=MODELS)
     if EXTRA_CORPORA:
         out += expand(f"{R}/{{model}}/domains.csv", model=MODELS)

@@ -60,6 +60,7 @@ rule llama_quantize:
     input:
         gguf=f"{R}/{{model}}/llama_cpp/reference.f32.gguf",
         imatrix=get_imatrix,
+        recipe=get_recipe,
     output:
         f"{R}/{{model}}/checkpoints/{{ckpt}}.gguf",
     log:
@@ -70,7 +71,7 @@ rule llama_quantize:
         ENV
     threads: HEAVY_THREADS
     params:
-        preset=lambda wc: CFG.models[wc.model].checkpoints[wc.ckpt].llama_cpp,
+        quantize=get_quantize_settings,
         code=script_code("llama_quantize"),
     script:
         "../scripts/llama_quantize.py"
