@@ -116,6 +116,12 @@ def check_producers(config: dict, model) -> None:
             if bad:
                 problems.add(f"{where}.mix.{part}: {t} quantizes in blocks of {block}, but the model's {part} matrices "
                              f"are {bad[0]} wide; choose a type whose blocks divide it")
+        if ck.llama_cpp == "mix":
+            widths = set().union(*parts.values())
+            bad = sorted(w for w in widths if w % 32)
+            if bad:
+                problems.add(f"{where}: a mix uses 32-weight block types, but the model has {bad[0]}-wide matrices; "
+                             "use a llama_cpp preset instead")
         if ck.llm_compressor in GROUPED_RECIPES:
             widths = set().union(*parts.values())
             bad = sorted(w for w in widths if w % ck.group_size)
@@ -124,6 +130,31 @@ def check_producers(config: dict, model) -> None:
                 problems.add(f"{where}.group_size: {ck.group_size} does not divide the model's {bad[0]}-wide matrices "
                              f"(llm-compressor's {ck.llm_compressor} would refuse them); "
                              + (f"use {' or '.join(map(str, fits))}" if fits else "pick a divisor of every width"))
+    problems.raise_any()
+
+
+def check_recipes(model) -> None:
+    """A recipe file (a user's, for a llama_cpp preset) exists and each of its lines names a
+    type that exists and a pattern that matches a tensor of the reference GGUF; a mix's types
+    fit the model's widths (32-weight blocks)."""
+    problems = Problems()
+    names = None
+    for key, ck in model.checkpoints.items():
+        where = f"models.{model.name}.checkpoints.{key}"
+        if ck.recipe is None:
+            continue
+        path = resolve_path(ck.recipe)
+        if not os.path.isfile(path):
+            problems.add(f"{where}.recipe: {ck.recipe} does not exist; give a --tensor-type-file (pattern=type per line)")
+            continue
+        from ..repair.recipe import check_recipe  # here: most configs have no recipe file
+
+        if names is None:
+            from gguf import GGUFReader
+
+            names = [t.name for t in GGUFReader(resolve_path(model.path)).tensors]
+        for line in check_recipe(Path(path).read_text(errors="replace"), names, f"{where}.recipe ({ck.recipe})"):
+            problems.add(line)
     problems.raise_any()
 
 
@@ -306,6 +337,8 @@ def check_model(cfg, name: str, m, problems: Problems) -> dict | None:
     if config is not None:
         problems.check(check_widths, config, cfg.variants(name), name)
         problems.check(check_producers, config, m)
+        if m.source == "gguf" and not unreadable:
+            problems.check(check_recipes, m)
         problems.check(check_context, config, cfg, name)
     for key in m.checkpoints:
         problems.check(check_checkpoint, m, key, config)

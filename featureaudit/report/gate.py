@@ -146,6 +146,14 @@ def main(argv=None) -> int:
                                                     "hook of the summary)")
     ap.add_argument("--corpus", action="append", help="check this corpus only (repeat for several; default: every "
                                                       "corpus the variant was audited on, the worst deciding)")
+    ap.add_argument("--way-forward", action="store_true",
+                    help="on a failure, name the tensor groups whose upgrade the sensitivity scan says helps most, "
+                         "and the bits it costs (needs repair: targets in the audit's config)")
+    ap.add_argument("--scan", help="the scan's target type to read (default: the first scanned)")
+    ap.add_argument("--high", default="q8_0", help="the type the way forward upgrades groups to (default q8_0)")
+    ap.add_argument("--write-recipe", metavar="FILE",
+                    help="with --way-forward: write it as a llama-quantize --tensor-type-file; audit it as "
+                         "{llama_cpp: <TARGET>, recipe: FILE}")
     args = ap.parse_args(argv)
     try:
         gate, _ = gate_config(args.config or "config.yaml", explicit=args.config is not None)
@@ -188,7 +196,43 @@ def main(argv=None) -> int:
         print(f"featureaudit-gate: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     print("\n".join(failures or passes))
+    if failures and (args.way_forward or args.write_recipe):
+        try:
+            print(way_forward_lines(args, summary, hooks, corpora, gate))
+        except (AuditError, OSError, KeyError, ValueError) as e:
+            print(f"featureaudit-gate: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+            return 2
     return 1 if failures else 0
+
+
+def way_forward_lines(args, summary: pd.DataFrame, hooks, corpora, gate: GateConfig) -> str:
+    """The way forward for a failed variant, from the scan beside the summary (main corpus)."""
+    from ..repair.way_forward import scan_tables, way_forward, write_recipe_file
+
+    tables = scan_tables(args.summary)
+    if args.scan:
+        tables = [t for t in tables if t.parent.name == args.scan]
+    if not tables:
+        raise AuditError(f"no sensitivity scan{' of ' + args.scan if args.scan else ''} beside {args.summary} "
+                         "(repair/<target>/scan.csv); add repair: {targets: [q4_0]} to the config and rerun")
+    scan = pd.read_csv(tables[0])
+    measured = {h: float(_row(summary, args.variant, h, corpora[0]).frac_survived) for h in hooks if h is not None}
+    if not measured:  # a summary of one hook without a hook column
+        measured = {scan.hook.iloc[0]: float(_row(summary, args.variant, None, corpora[0]).frac_survived)}
+    plan = way_forward(scan, measured, gate.min_survived, args.high)
+    if not plan.groups:
+        return f"way forward for {args.variant}: the scan finds no group whose upgrade saves features"
+    lines = [plan.line(args.variant, gate.min_survived)]
+    if args.write_recipe:
+        reference = Path(args.summary).parent / "llama_cpp" / "reference.f32.gguf"
+        if not reference.exists():
+            raise AuditError(f"{reference} does not exist: a recipe names the reference GGUF's tensors (runs with "
+                             "llama.cpp make it)")
+        write_recipe_file(scan, plan, reference, args.write_recipe)
+        lines.append(f"wrote {args.write_recipe}: audit it as {{llama_cpp: {plan.target.upper()}, recipe: "
+                     f"{args.write_recipe}}}, or make it with llama-quantize --pure --tensor-type-file "
+                     f"{args.write_recipe} <f32.gguf> <out.gguf> {plan.target.upper()}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

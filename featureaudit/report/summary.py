@@ -202,8 +202,10 @@ def corpus_blocks(hooks, inputs: CorpusInputs):
 
 def write_summary(variants, hooks, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths,
                   out_path, uncertainty: UncertaintyConfig, gate: GateConfig, causal_paths=(), runtime_paths=(),
-                  methods: dict | None = None, corpus: str = "main", corpora: CorpusInputs | None = None) -> None:
-    """The `summary` rule: summary.csv, and the table in the log."""
+                  methods: dict | None = None, corpus: str = "main", corpora: CorpusInputs | None = None,
+                  scan_path=None, high: str = "q8_0") -> None:
+    """The `summary` rule: summary.csv, and the table in the log; with a sensitivity scan, the
+    way forward of every variant the gate fails on the main corpus."""
     df = build_summary(variants, hooks, survival_paths, metrics_paths, predict_paths, replicate_paths, overlap_paths,
                        uncertainty, gate, causal_paths, runtime_paths, methods)
     df["corpus"] = corpus
@@ -214,8 +216,31 @@ def write_summary(variants, hooks, survival_paths, metrics_paths, predict_paths,
         blocks.append(block)
     # infer_objects: a column empty in one corpus's block (None) must stay float for float_format
     df = pd.concat(blocks, ignore_index=True).infer_objects() if len(blocks) > 1 else df
+    df["way_forward"] = way_forward_column(df, corpus, scan_path, gate, high)
     with atomic_path(out_path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     log("summary:\n" + df.drop(columns=["verdict"]).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     for v, hook, where, line in zip(df.variant, df.hook, df.corpus, df.verdict):
         log(f"verdict {v} at {hook} on {where}: {line}")
+    for v, line in df.drop_duplicates("variant")[["variant", "way_forward"]].itertuples(index=False):
+        if line:
+            log(line)
+
+
+def way_forward_column(df: pd.DataFrame, corpus: str, scan_path, gate: GateConfig, high: str) -> list:
+    """Per row: for a variant failing the gate at some hook of the main corpus, the groups the
+    scan says to upgrade first and the bits they cost (repair/way_forward.py); else empty."""
+    if not scan_path:
+        return [""] * len(df)
+    from ..repair.way_forward import way_forward
+
+    scan = pd.read_csv(scan_path)
+    main = df[df.corpus == corpus]
+    lines = {}
+    for v, rows in main.groupby("variant", sort=False):
+        fails = (rows.frac_survived < gate.min_survived) | (rows.frac_damaged > gate.max_damaged)
+        if v == "fp" or not fails.any():
+            continue
+        plan = way_forward(scan, dict(zip(rows.hook, rows.frac_survived)), gate.min_survived, high)
+        lines[v] = plan.line(v, gate.min_survived) if plan.groups else ""
+    return [lines.get(v, "") for v in df.variant]

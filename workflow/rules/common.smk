@@ -486,6 +486,12 @@ def get_quantize_settings(wildcards):
     return {"base": c.llama_cpp, "pure": False}
 
 
+def get_way_forward_scan(wildcards):
+    """The scan the summary's way forward reads: the model's first scan target's."""
+    targets = CFG.scan_targets(wildcards.model)
+    return [f"{R}/{wildcards.model}/repair/{targets[0]}/scan.csv"] if targets else []
+
+
 def get_scans(wildcards):
     return [f"{R}/{wildcards.model}/repair/{t}/{name}.csv" for t in CFG.scan_targets(wildcards.model)
             for name in ("scan", "additivity")]

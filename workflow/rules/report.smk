@@ -13,6 +13,7 @@ rule summary:
         corpus_metrics=get_corpus_metrics,
         corpus_predictability=get_corpus_predictability,
         corpus_replicates=get_corpus_replicates,
+        scan=get_way_forward_scan,
     output:
         report(
             f"{R}/{{model}}/summary.csv",
@@ -31,6 +32,7 @@ rule summary:
         methods=get_methods,
         corpus=CFG.corpus.label,
         corpora=get_corpora,
+        high=CFG.repair.high,
         code=script_code("summary"),
     script:
         "../scripts/summary.py"

@@ -1,0 +1,78 @@
+"""The gate's way forward: when a variant fails, which groups to upgrade first, by what the
+sensitivity scan says each saves in survived features per bit, until the scan predicts every
+failing hook clears the gate (or nothing is left to upgrade), and what that costs in bits per
+weight. The prediction is the variant's measured survived fraction plus the sum of the chosen
+groups' single-group losses at the scan's target: the additivity check (additivity.csv) says
+how far that sum can be trusted. Pure pandas: the gate CLI reads the scan table beside the
+summary (repair/<target>/scan.csv)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import AuditError
+from ..variants import MIX_TYPE_BITS
+
+
+@dataclass(frozen=True)
+class WayForward:
+    target: str  # the scan's type: every group not upgraded
+    high: str
+    groups: tuple  # upgraded, best first
+    bits_added: float  # bits per weight over the block matrices
+    predicted: dict  # hook -> predicted survived fraction after the upgrade
+    measured: dict  # hook -> the variant's survived fraction now
+    reaches: bool  # whether every hook is predicted to clear min_survived
+
+    def line(self, variant: str, min_survived: float) -> str:
+        low, high = MIX_TYPE_BITS[self.target], MIX_TYPE_BITS[self.high]
+        names = ", ".join(self.groups[:6]) + (f" and {len(self.groups) - 6} more" if len(self.groups) > 6 else "")
+        worst = min(self.predicted, key=lambda h: self.predicted[h])
+        verdict = "clears" if self.reaches else "still misses"
+        return (f"way forward for {variant}: a {self.target} mix with {names} at {self.high} "
+                f"({len(self.groups)} groups, {low:.2f} -> {low + self.bits_added:.2f} bits per weight; {high:g} "
+                f"everywhere would be {high:.2f}); the scan predicts survived {self.measured[worst]:.3f} -> "
+                f"{self.predicted[worst]:.3f} at {worst}, which {verdict} {min_survived:g}")
+
+
+def way_forward(scan: pd.DataFrame, measured: dict, min_survived: float, high: str) -> WayForward:
+    """Groups by survived fraction saved per bit, until every hook's prediction clears."""
+    target = str(scan.target.iloc[0])
+    hooks = [h for h in measured if h in set(scan.hook)]
+    if not hooks:
+        raise AuditError("the scan table has none of the summary's hooks (made for another audit?); rerun the scan")
+    sizes = scan.drop_duplicates("group").set_index("group").n_params
+    gain = -scan.pivot_table(index="group", columns="hook", values="delta_survived", sort=False)[hooks]
+    per_bit = gain.clip(lower=0).mean(axis=1) / sizes
+    order = [g for g in per_bit.sort_values(ascending=False, kind="stable").index if per_bit[g] > 0]
+    predicted = {h: measured[h] for h in hooks}
+    chosen = []
+    for g in order:
+        if all(predicted[h] >= min_survived for h in hooks):
+            break
+        chosen.append(g)
+        for h in hooks:
+            predicted[h] = min(1.0, predicted[h] + max(0.0, gain.loc[g, h]))
+    extra = (MIX_TYPE_BITS[high] - MIX_TYPE_BITS[target]) * sizes[chosen].sum() / sizes.sum()
+    return WayForward(target, high, tuple(chosen), float(extra), predicted, {h: measured[h] for h in hooks},
+                      all(predicted[h] >= min_survived for h in hooks))
+
+
+def scan_tables(summary_path) -> list[Path]:
+    """The scan tables beside a summary (results/<model>/repair/<target>/scan.csv)."""
+    return sorted((Path(summary_path).parent / "repair").glob("*/scan.csv"))
+
+
+def write_recipe_file(scan: pd.DataFrame, plan: WayForward, reference_gguf, out_path) -> None:
+    """The way forward as a recipe file (every block tensor named: the plan's groups at high,
+    the rest at the scan's target), for `{llama_cpp: <TARGET>, recipe: <file>}`."""
+    from ..io import atomic_path
+    from .groups import gguf_groups
+    from .recipe import mix_types, recipe_lines
+
+    types = mix_types(gguf_groups(reference_gguf), plan.groups, plan.target, plan.high)
+    with atomic_path(out_path, seal=False) as tmp:
+        tmp.write_text("\n".join(recipe_lines(types)) + "\n")
