@@ -177,3 +177,179 @@ def test_each_allocator_picks_the_known_answer():
     assert e.high == () and e.bits_per_weight == 4.5
     with pytest.raises(Exception, match="below the low type"):
         allocate(groups, "kl", 4.0, 4.5, 8.5, scan)
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(llama, tmp_path_factory):
+    hf = llama[0]
+    return write_tiny_gguf(hf, tmp_path_factory.mktemp("repair_gguf") / "tiny.f32.gguf")
+
+
+def test_a_recipe_gguf_stores_exactly_the_recipe_types_at_the_budget_bits(tiny_gguf, tmp_path):
+    need_llama_cpp()
+    from gguf import GGML_QUANT_SIZES, GGUFReader
+
+    from featureaudit.repair.groups import gguf_groups
+    from featureaudit.repair.recipe import mix_types, recipe_lines, write_mix
+
+    groups = gguf_groups(tiny_gguf)
+    assert [g.name for g in groups] == [f"blk.{i}.{p}" for i in range(4) for p in ("attn", "mlp")]
+    budget = 6.0
+    plan = allocate(groups, "ends", budget, 4.5, 8.5)
+    types = mix_types(groups, plan.high, "q4_0", "q8_0")
+    recipe = tmp_path / "mix.txt"
+    recipe.write_text("\n".join(recipe_lines(types)) + "\n")
+    out = tmp_path / "mix.gguf"
+    write_mix(tiny_gguf, recipe, "Q4_0", True, None, out)
+
+    stored = {t.name: t for t in GGUFReader(str(out)).tensors}
+    for name, t in types.items():
+        assert stored[name].tensor_type.name.lower() == t, name
+    assert {stored[n].tensor_type.name for g in groups if g.name in plan.high for n in g.tensors} == {"Q8_0"}
+    # bits per weight over the block matrices, from the sizes gguf-py gives each stored type
+    blocks = [stored[n] for g in groups for n in g.tensors]
+    bits = sum(8 * GGML_QUANT_SIZES[t.tensor_type][1] / GGML_QUANT_SIZES[t.tensor_type][0] * int(t.n_elements)
+               for t in blocks) / sum(int(t.n_elements) for t in blocks)
+    assert bits == pytest.approx(plan.bits_per_weight, rel=1e-12)
+    assert 4.5 < bits <= budget
+
+
+def test_a_recipe_that_llama_quantize_cannot_honour_is_refused(tiny_gguf, tmp_path):
+    """A K-type on 64-wide rows falls back to another type: the mix is not shipped as asked."""
+    need_llama_cpp()
+    from featureaudit.errors import AuditError
+    from featureaudit.repair.recipe import write_mix
+
+    recipe = tmp_path / "k.txt"
+    recipe.write_text("^blk\\.0\\.attn_q\\.weight$=q6_k\n")
+    with pytest.raises(AuditError, match="other types than the recipe names"):
+        write_mix(tiny_gguf, recipe, "Q4_0", True, None, tmp_path / "k.gguf")
+    assert not (tmp_path / "k.gguf").exists()
+
+
+@pytest.fixture(scope="module")
+def repair_project(tmp_path_factory, llama, tiny_gguf):
+    """A tiny GGUF reference at two hooks with a scan at Q4_0 and a features mix at 6 bits per
+    weight, through the whole Snakefile."""
+    need_llama_cpp()
+    workdir = tmp_path_factory.mktemp("repair_project")
+    cfg = base_config(workdir / "results")
+    cfg["quantization"]["bits"] = []
+    cfg["repair"] = {"targets": ["q4_0"], "scan_tokens": 256}
+    hooks = {h: {"source": "disk", "path": str(llama[2][h])} for h in HOOKS}
+    cfg["models"]["tiny"] = {"source": "gguf", "path": str(tiny_gguf), "hooks": hooks,
+                             "checkpoints": {"mix_f": {"llama_cpp": "mix", "objective": "features", "budget": 6.0}}}
+    project = TinyProject(workdir, cfg)
+    project.write()
+    project.snakemake()
+    return project
+
+
+def _plan(project, edit) -> dict:
+    import json
+
+    original = json.loads(json.dumps(project.config))
+    try:
+        edit(project.config)
+        project.write()
+        return job_counts(project.snakemake("-n").stdout)
+    finally:
+        project.config = original
+        project.write()
+
+
+@pytest.mark.slow
+def test_a_mix_flows_through_the_audit_as_its_recipe_says(repair_project):
+    import json
+
+    from gguf import GGUFReader
+
+    from featureaudit.repair.recipe import recipe_types
+
+    results = repair_project.workdir / "results" / "tiny"
+    record = json.loads((results / "repair" / "recipes" / "mix_f.json").read_text())
+    scan = pd.read_csv(results / "repair" / "q4_0" / "scan.csv")
+    assert len(scan) == 8 * len(HOOKS) and set(scan.hook) == set(HOOKS)
+    # the features allocator bought the groups the scan ranks first per bit, within 6 bits per weight
+    lost = (-scan.groupby("group").delta_survived.mean()).clip(lower=0) / scan.groupby("group").n_params.first()
+    assert record["high_groups"] == list(lost[lost > 0].sort_values(ascending=False, kind="stable").index)[
+        : len(record["high_groups"])]
+    assert 4.5 < record["bits_per_weight"] <= 6.0
+    gguf = results / "checkpoints" / "mix_f.gguf"
+    names = [t.name for t in GGUFReader(str(gguf)).tensors]
+    wanted = recipe_types((results / "repair" / "recipes" / "mix_f.txt").read_text(), names)
+    stored = {t.name: t.tensor_type.name.lower() for t in GGUFReader(str(gguf)).tensors}
+    assert all(stored[n] == t for n, t in wanted.items()) and len(wanted) == 4 * 7 + 1
+    summary = pd.read_csv(results / "summary.csv")
+    rows = summary[summary.variant == "ckpt-mix_f"]
+    assert sorted(rows.hook) == sorted(HOOKS)
+    assert rows.bits_per_weight.iloc[0] == pytest.approx(record["bits_per_weight"], rel=1e-5)  # the CSV keeps 6 digits
+    assert rows.method.iloc[0] == "features mix @6 bpw"
+    comparison = pd.read_csv(results / "repair" / "comparison.csv")
+    assert set(comparison.variant) == {"ckpt-mix_f"} and len(comparison) == len(HOOKS)
+
+
+@pytest.mark.slow
+def test_adding_a_target_or_a_budget_plans_only_its_jobs(repair_project):
+    assert _plan(repair_project, lambda c: c["repair"]["targets"].append("q5_0")) == {
+        "scan": 1, "repair_report": 1, "all": 1}
+    added = _plan(repair_project, lambda c: c["models"]["tiny"]["checkpoints"].update(
+        mix_k={"llama_cpp": "mix", "objective": "kl", "budget": 5.0}))
+    assert added == {"recipe": 1, "llama_quantize": 1, "variant": 1, "survival": 2, "predictability": 2,
+                     "method_overlap": 2, "summary": 1, "figures": 2, "depth_figure": 1, "browser": 2,
+                     "repair_report": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_the_gate_names_a_way_forward_and_writes_its_recipe(repair_project, tmp_path, capsys):
+    from featureaudit.report.gate import main
+    from featureaudit.repair.recipe import check_recipe, parse_recipe
+
+    results = repair_project.workdir / "results" / "tiny"
+    out = tmp_path / "fix.txt"
+    code = main([str(results / "summary.csv"), "--variant", "ckpt-mix_f", "--min-survived", "0.9999",
+                 "--config", str(repair_project.config_path), "--way-forward", "--write-recipe", str(out)])
+    text = capsys.readouterr().out
+    assert code == 1
+    line = next(x for x in text.splitlines() if x.startswith("way forward for ckpt-mix_f"))
+    assert "at q8_0" in line and "bits per weight" in line
+    from featureaudit.model.storage import block_part
+
+    pairs = parse_recipe(out.read_text())
+    names = [p.strip("^$").replace("\\", "") for p, _ in pairs]
+    assert check_recipe(out.read_text(), names, "fix") == []
+    upgraded = {f"blk.{n.split('.')[1]}.{block_part(n)}" for n, (_, t) in zip(names, pairs) if t == "q8_0" and block_part(n)}
+    # the groups bought first are those the scan says save the most survived features per bit
+    scan = pd.read_csv(results / "repair" / "q4_0" / "scan.csv")
+    per_bit = (-scan.groupby("group").delta_survived.mean()).clip(lower=0) / scan.groupby("group").n_params.first()
+    ranked = list(per_bit[per_bit > 0].sort_values(ascending=False, kind="stable").index)
+    assert upgraded == set(ranked[: len(upgraded)])
+    assert f"({len(upgraded)} groups" in line
+
+
+def test_bad_repair_settings_stop_the_start_in_one_line_each(tmp_path, tiny_gguf, llama):
+    need_llama_cpp()
+    bad = tmp_path / "bad.txt"
+    bad.write_text("^blk\\.0\\.attn_q\\.weight$=q9_9\nnot_a_tensor=q8_0\n")
+    cfg = base_config(tmp_path / "results")
+    cfg["models"]["tiny"] = {
+        "source": "gguf", "path": str(tiny_gguf), "hook": HOOKS[0], "sae": {"source": "disk", "path": str(llama[2][HOOKS[0]])},
+        "checkpoints": {"fix": {"llama_cpp": "Q4_0", "recipe": str(bad)},
+                        "low": {"llama_cpp": "mix", "objective": "kl", "budget": 3.0},
+                        "gone": {"llama_cpp": "Q4_0", "recipe": str(tmp_path / "missing.txt")}}}
+    project = TinyProject(tmp_path, cfg)
+    project.write()
+    proc = project.snakemake("-n", check=False)
+    err = proc.stderr
+    assert proc.returncode != 0 and not FRAME.search(err)
+    lines = [x for x in err.splitlines() if x.startswith("featureaudit:")]
+    assert any("checkpoints.low" in x and "3.0 bits per weight is outside" in x for x in lines), err
+    # the budget is a config error: reported with the others at the config stage
+    cfg["models"]["tiny"]["checkpoints"].pop("low")
+    project.write()
+    err = project.snakemake("-n", check=False).stderr
+    lines = [x for x in err.splitlines() if x.startswith("featureaudit:")]
+    assert any("type 'q9_9'" in x and "not a GGUF type" in x for x in lines), err
+    assert any("'not_a_tensor' matches no tensor of the model" in x for x in lines), err
+    assert any("missing.txt does not exist" in x for x in lines), err
+    assert not FRAME.search(err)
