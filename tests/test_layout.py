@@ -16,7 +16,7 @@ from conftest import REPO
 
 PACKAGE = REPO / "featureaudit"
 #: Stages in the order data flows through them; the shared vocabulary sits below all of them.
-STAGES = ("model", "inputs", "sae", "compress", "variant", "measure", "report", "pipeline")
+STAGES = ("model", "inputs", "sae", "compress", "variant", "measure", "repair", "report", "pipeline")
 SHARED = {"config", "variants", "hooks", "paths", "io", "integrity", "errors", "progress", "device", "figure_names"}
 
 

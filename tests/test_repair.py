@@ -190,7 +190,9 @@ def test_a_recipe_gguf_stores_exactly_the_recipe_types_at_the_budget_bits(tiny_g
     from gguf import GGML_QUANT_SIZES, GGUFReader
 
     from featureaudit.repair.groups import gguf_groups
-    from featureaudit.repair.recipe import mix_types, recipe_lines, write_mix
+    from featureaudit.compress.llama_cpp_presets import write_preset
+    from featureaudit.compress.recipe_file import recipe_lines
+    from featureaudit.repair.recipe import mix_types
 
     groups = gguf_groups(tiny_gguf)
     assert [g.name for g in groups] == [f"blk.{i}.{p}" for i in range(4) for p in ("attn", "mlp")]
@@ -200,7 +202,7 @@ def test_a_recipe_gguf_stores_exactly_the_recipe_types_at_the_budget_bits(tiny_g
     recipe = tmp_path / "mix.txt"
     recipe.write_text("\n".join(recipe_lines(types)) + "\n")
     out = tmp_path / "mix.gguf"
-    write_mix(tiny_gguf, recipe, "Q4_0", True, None, out)
+    write_preset(tiny_gguf, "Q4_0", None, out, 2, recipe, pure=True)
 
     stored = {t.name: t for t in GGUFReader(str(out)).tensors}
     for name, t in types.items():
@@ -218,12 +220,12 @@ def test_a_recipe_that_llama_quantize_cannot_honour_is_refused(tiny_gguf, tmp_pa
     """A K-type on 64-wide rows falls back to another type: the mix is not shipped as asked."""
     need_llama_cpp()
     from featureaudit.errors import AuditError
-    from featureaudit.repair.recipe import write_mix
+    from featureaudit.compress.llama_cpp_presets import write_preset
 
     recipe = tmp_path / "k.txt"
     recipe.write_text("^blk\\.0\\.attn_q\\.weight$=q6_k\n")
     with pytest.raises(AuditError, match="other types than the recipe names"):
-        write_mix(tiny_gguf, recipe, "Q4_0", True, None, tmp_path / "k.gguf")
+        write_preset(tiny_gguf, "Q4_0", None, tmp_path / "k.gguf", 2, recipe, pure=True)
     assert not (tmp_path / "k.gguf").exists()
 
 
@@ -264,7 +266,7 @@ def test_a_mix_flows_through_the_audit_as_its_recipe_says(repair_project):
 
     from gguf import GGUFReader
 
-    from featureaudit.repair.recipe import recipe_types
+    from featureaudit.compress.recipe_file import recipe_types
 
     results = repair_project.workdir / "results" / "tiny"
     record = json.loads((results / "repair" / "recipes" / "mix_f.json").read_text())
@@ -303,7 +305,7 @@ def test_adding_a_target_or_a_budget_plans_only_its_jobs(repair_project):
 @pytest.mark.slow
 def test_the_gate_names_a_way_forward_and_writes_its_recipe(repair_project, tmp_path, capsys):
     from featureaudit.report.gate import main
-    from featureaudit.repair.recipe import check_recipe, parse_recipe
+    from featureaudit.compress.recipe_file import check_recipe, parse_recipe
 
     results = repair_project.workdir / "results" / "tiny"
     out = tmp_path / "fix.txt"

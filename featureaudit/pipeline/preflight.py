@@ -147,7 +147,7 @@ def check_recipes(model) -> None:
         if not os.path.isfile(path):
             problems.add(f"{where}.recipe: {ck.recipe} does not exist; give a --tensor-type-file (pattern=type per line)")
             continue
-        from ..repair.recipe import check_recipe  # here: most configs have no recipe file
+        from ..compress.recipe_file import check_recipe  # here: most configs have no recipe file
 
         if names is None:
             from gguf import GGUFReader

@@ -274,14 +274,18 @@ def additivity_rows(scanner: Scanner, table: pd.DataFrame, groups: list[Group], 
         for state in scanner.hooks:
             h = state.hook.name
             f = m[h]
+            here = sub[sub.hook == h]
             rows.append({
                 "target": target, "subset": label, "n_groups": len(names), "hook": h,
-                "predicted_survived": float(np.clip(1.0 + sub[sub.hook == h].delta_survived.sum(), 0.0, 1.0)),
+                "predicted_survived": float(np.clip(1.0 + here.delta_survived.sum(), 0.0, 1.0)),
+                # if each group's losses struck features independently: a feature survives all of them
+                "predicted_survived_independent": float(np.prod(1.0 + here.delta_survived)),
                 "measured_survived": 1.0 if f is None else f["frac_survived"],
                 "predicted_damaged": float(np.clip(sub[sub.hook == h].delta_damaged.sum(), 0.0, 1.0)),
                 "measured_damaged": 0.0 if f is None else f["frac_damaged"],
                 "predicted_kl": float(sub.drop_duplicates("group").kl.sum()),
                 "measured_kl": m["kl"],
+                "groups": " ".join(names),
             })
         log(f"additivity {target}: {label} ({len(names)} groups): KL predicted "
             f"{rows[-1]['predicted_kl']:.4f}, measured {m['kl']:.4f}")

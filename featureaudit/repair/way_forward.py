@@ -71,7 +71,8 @@ def write_recipe_file(scan: pd.DataFrame, plan: WayForward, reference_gguf, out_
     the rest at the scan's target), for `{llama_cpp: <TARGET>, recipe: <file>}`."""
     from ..io import atomic_path
     from .groups import gguf_groups
-    from .recipe import mix_types, recipe_lines
+    from ..compress.recipe_file import recipe_lines
+    from .recipe import mix_types
 
     types = mix_types(gguf_groups(reference_gguf), plan.groups, plan.target, plan.high)
     with atomic_path(out_path, seal=False) as tmp:

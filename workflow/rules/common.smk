@@ -493,8 +493,11 @@ def get_way_forward_scan(wildcards):
 
 
 def get_scans(wildcards):
-    return [f"{R}/{wildcards.model}/repair/{t}/{name}.csv" for t in CFG.scan_targets(wildcards.model)
-            for name in ("scan", "additivity")]
+    return [
+        f"{R}/{wildcards.model}/repair/{t}/{name}.csv"
+        for t in CFG.scan_targets(wildcards.model)
+        for name in ("scan", "additivity")
+    ]
 
 
 def get_recipe_records(wildcards):

@@ -84,9 +84,13 @@ rule repair_report:
         records=get_recipe_records,
     output:
         comparison=f"{R}/{{model}}/repair/comparison.csv",
+        additivity=f"{R}/{{model}}/repair/additivity_summary.csv",
         figures=report(
-            expand(f"{R}/{{{{model}}}}/figures/{{name}}.{{ext}}", name=["repair_pareto", "repair_scan"],
-                   ext=["png", "svg"]),
+            expand(
+                f"{R}/{{{{model}}}}/figures/{{name}}.{{ext}}",
+                name=["repair_pareto", "repair_scan"],
+                ext=["png", "svg"],
+            ),
             caption="../report/repair.rst",
             category="Repair",
         ),

@@ -14,8 +14,9 @@ import pandas as pd
 
 from ..io import atomic_path
 from ..progress import log
-from ..report.corpus_rows import main_corpus
-from .scan import write_csv
+from ..repair.scan import write_csv
+from .corpus_rows import main_corpus
+
 
 COLUMNS = ["variant", "method", "hook", "layer", "bits_per_weight", "n_active", "frac_survived", "frac_survived_lo",
            "frac_survived_hi", "frac_damaged", "frac_damaged_lo", "frac_damaged_hi", "perplexity_change",
@@ -119,8 +120,27 @@ def heatmap_figure(scans: dict, out_png, out_svg) -> None:
     plt.close(fig)
 
 
+def additivity_summary(additivity: pd.DataFrame) -> pd.DataFrame:
+    """Per target and hook: how well single-group effects predict several groups together
+    (Spearman rank correlation across the subsets, largest error), for the survived fraction
+    (summed losses; and, where recorded, losses striking features independently) and the KL."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for (target, hook), d in additivity.groupby(["target", "hook"], sort=False):
+        row = {"target": target, "hook": hook, "n_subsets": len(d)}
+        pairs = [("survived", "predicted_survived", "measured_survived"), ("kl", "predicted_kl", "measured_kl")]
+        if "predicted_survived_independent" in d:
+            pairs.insert(1, ("survived_independent", "predicted_survived_independent", "measured_survived"))
+        for name, pred, meas in pairs:
+            row[f"{name}_spearman"] = float(spearmanr(d[pred], d[meas]).statistic) if d[meas].nunique() > 1 else np.nan
+            row[f"{name}_max_error"] = float((d[pred] - d[meas]).abs().max())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def write_repair_report(summary_path, scan_paths: list, record_paths: list, methods: dict, comparison_path,
-                        figure_paths: list) -> None:
+                        additivity_path, figure_paths: list) -> None:
     summary = pd.read_csv(summary_path)
     table = comparison(summary, methods)
     records = {Path(p).stem: json.loads(Path(p).read_text()) for p in record_paths}
@@ -131,5 +151,8 @@ def write_repair_report(summary_path, scan_paths: list, record_paths: list, meth
     by_name = {Path(p).name: p for p in figure_paths}
     pareto_figure(table, by_name["repair_pareto.png"], by_name["repair_pareto.svg"])
     scans = {Path(p).parent.name: pd.read_csv(p) for p in scan_paths if Path(p).name == "scan.csv"}
+    additivity = [pd.read_csv(p) for p in scan_paths if Path(p).name == "additivity.csv"]
+    frame = additivity_summary(pd.concat(additivity, ignore_index=True)) if additivity else pd.DataFrame()
+    write_csv(frame, additivity_path)
     heatmap_figure(scans, by_name["repair_scan.png"], by_name["repair_scan.svg"])
     log(f"repair comparison: {table.variant.nunique()} variants at {table.hook.nunique()} hooks")
