@@ -27,8 +27,12 @@ RESULTS = ROOT / "docs" / "results"
 MODEL = "smollm2"
 
 
-#: The committed runs the tables come from: the main one, and the run with several corpora.
-SNAPSHOTS = ("", "corpora.")
+#: The committed runs the tables come from: the main one, the run with several corpora, and the
+#: repair comparison (config.yaml + config/repair.yaml).
+SNAPSHOTS = ("", "corpora.", "repair.")
+#: The repair comparison's anchors beside the llama.cpp checkpoints: every block at Q4_0 (the
+#: mixes' floor), at Q5_0 and the gguf-py mix with attention at Q8_0 (about Q4_K_M's bits).
+REPAIR_ANCHORS = ("gguf-q4_0", "gguf-q5_0", "ckpt-mixed")
 
 
 def snapshot(model: str = MODEL, which: str = "") -> tuple[pd.DataFrame, dict]:
@@ -269,12 +273,56 @@ def sae_2x2(summary: pd.DataFrame, run: dict) -> str:
     return where + "\n\n" + _table(head, rows)
 
 
+def repair(summary: pd.DataFrame, run: dict) -> str:
+    """findings.md: the mixes against llama.cpp's presets and the anchors, every hook (intervals),
+    perplexity change and KL, lowest bits first."""
+    summary = main_only(summary)
+    llama = summary[summary.method.astype(str).str.contains("mix @|llama.cpp", regex=True)].variant
+    wanted = list(dict.fromkeys(list(REPAIR_ANCHORS) + list(llama)))
+    rows_by = summary[summary.variant.isin(wanted)]
+    hooks = list(dict.fromkeys(summary.sort_values("layer").hook))
+    order = rows_by.drop_duplicates("variant").sort_values(["bits_per_weight", "variant"]).variant
+    head = ["method", "variant", "bits/weight"] + [f"survived % L{h.split('.')[1]} (95 % CI)" for h in hooks] + [
+        "damaged % (worst layer)", "Δppl % (95 % CI)", "KL to FP"]
+    rows = []
+    for v in order:
+        r = rows_by[rows_by.variant == v].set_index("hook")
+        first = r.iloc[0]
+        rows.append([str(first.method), f"`{v}`", f"{first.bits_per_weight:.2f}"]
+                    + [_ci(r.loc[h], "frac_survived") for h in hooks]
+                    + [_pct(r.frac_damaged.max()), _ci(first, "perplexity_change", signed=True), f"{first.kl_to_fp:.3f}"])
+    return provenance(run, summary) + "\n\n" + _table(head, rows)
+
+
+def additivity(summary: pd.DataFrame, run: dict) -> str:
+    """findings.md: how far the scan's single-group effects predict several groups together."""
+    path = RESULTS / f"{MODEL}.repair.additivity.csv"
+    if not path.exists():
+        return "(no repair.additivity.csv in docs/results)"
+    d = pd.read_csv(path)
+    head = ["subset", "groups"] + [f"L{h.split('.')[1]} survived: sum / independent / measured"
+                                   for h in dict.fromkeys(d.hook)] + ["KL: sum / measured"]
+    rows = []
+    for subset, g in d.groupby("subset", sort=False):
+        g = g.set_index("hook")
+        cells = [f"{_pct(x.predicted_survived)} / {_pct(x.predicted_survived_independent)} / {_pct(x.measured_survived)}"
+                 for _, x in g.iterrows()]
+        rows.append([subset, str(int(g.n_groups.iloc[0]))] + cells
+                    + [f"{g.predicted_kl.iloc[0]:.3f} / {g.measured_kl.iloc[0]:.3f}"])
+    meta = json.loads(path.with_suffix(".json").read_text())
+    where = (f"*{meta['what']} at commit {meta['commit']} on {meta['machine']}, {meta['date']}: Q4_0, "
+             f"{meta['scan_tokens']} scan tokens; the FP-active features on them: {meta['active']}.*")
+    return where + "\n\n" + _table(head, rows)
+
+
 TABLES = {"quick-look": (ROOT / "README.md", quick_look), "full": (ROOT / "docs" / "findings.md", full),
           "depth": (ROOT / "docs" / "findings.md", depth),
           "causal": (ROOT / "docs" / "findings.md", causal), "runtime": (ROOT / "docs" / "findings.md", runtime),
           "corpora": (ROOT / "docs" / "findings.md", corpora, "corpora."),
           "domains": (ROOT / "docs" / "findings.md", domains, "corpora."),
-          "2x2": (ROOT / "docs" / "findings.md", sae_2x2, "corpora.")}
+          "2x2": (ROOT / "docs" / "findings.md", sae_2x2, "corpora."),
+          "repair": (ROOT / "docs" / "findings.md", repair, "repair."),
+          "additivity": (ROOT / "docs" / "findings.md", additivity, "repair.")}
 
 
 def marker(name: str, which: str = "") -> tuple[str, str]:
@@ -314,16 +362,23 @@ def main() -> None:
     ap.add_argument("--hook", help="with several hooks: the one the one-hook tables show")
     ap.add_argument("--corpora", action="store_true",
                     help="the run is the one the corpora tables come from (smollm2.corpora.*, and its domains.csv)")
+    ap.add_argument("--repair", action="store_true",
+                    help="the run is the repair comparison (smollm2.repair.*, with its repair/ tables)")
     a = ap.parse_args()
     if a.source:
         if not (a.commit and a.machine and a.date):
             ap.error("--from needs --commit, --machine and --date: every number names the run that made it")
         RESULTS.mkdir(exist_ok=True)
-        which = "corpora." if a.corpora else ""
+        which = "corpora." if a.corpora else ("repair." if a.repair else "")
         shutil.copyfile(a.source, RESULTS / f"{MODEL}.{which}summary.csv")
         beside = Path(a.source).parent / "domains.csv"
         if a.corpora and beside.exists():  # the run's corpora diagnostics
             shutil.copyfile(beside, RESULTS / f"{MODEL}.domains.csv")
+        repair = Path(a.source).parent / "repair"
+        if a.repair:  # the run's scan and comparison tables beside its summary
+            for src, dst in (("q4_0/scan.csv", "scan.csv"), ("additivity_summary.csv", "additivity_summary.csv"),
+                             ("comparison.csv", "comparison.csv")):
+                shutil.copyfile(repair / src, RESULTS / f"{MODEL}.repair.{dst}")
         run = {"command": a.command, "commit": a.commit, "machine": a.machine, "date": a.date, "d_sae": a.d_sae}
         if a.hook:
             run["hook"] = a.hook

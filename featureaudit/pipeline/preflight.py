@@ -215,6 +215,9 @@ def check_corpus(cfg) -> None:
         if cfg.calibrates(name):  # drawn after the three splits, from the same text
             sequences += -(-cfg.calibration.n_tokens // b.context_length)
             splits += " + calibration.n_tokens"
+        if cfg.scan_targets(name):  # the scan split: from the same text, disjoint from all of those
+            sequences += -(-cfg.repair.scan_tokens // b.context_length)
+            splits += " + repair.scan_tokens"
         need = max(need, sequences * body)
     n_bytes = text_bytes(c.source, c.paths, "corpus.paths", need)
     if n_bytes < need:
