@@ -38,44 +38,68 @@ def _save(fig, out_png, out_svg) -> None:
             fig.savefig(tmp, format=Path(path).suffix[1:], dpi=110, bbox_inches="tight")
 
 
+def dodge(table: pd.DataFrame, width: float = 0.22) -> dict:
+    """x position per method: its bits per weight, spread within a group of methods at about the
+    same bits so that their markers and intervals do not cover each other."""
+    first = table.drop_duplicates("method").sort_values(["bits_per_weight", "method"])
+    x, cluster = {}, []
+    for _, r in first.iterrows():
+        if cluster and r.bits_per_weight - cluster[0][1] > 0.1:
+            x.update(_spread(cluster, width))
+            cluster = []
+        cluster.append((r.method, r.bits_per_weight))
+    x.update(_spread(cluster, width))
+    return x
+
+
+def _spread(cluster: list, width: float) -> dict:
+    if len(cluster) == 1:
+        return {cluster[0][0]: cluster[0][1]}
+    centre = float(np.mean([b for _, b in cluster]))
+    steps = np.linspace(-width / 2, width / 2, len(cluster))
+    return {m: centre + d for (m, _), d in zip(cluster, steps)}
+
+
 def pareto_figure(table: pd.DataFrame, out_png, out_svg) -> None:
-    """Survived fraction (a panel per hook, 95 % intervals) and KL against bits per weight."""
+    """Survived fraction (a panel per hook, 95 % intervals) and KL against bits per weight; methods
+    at about the same bits are spread sideways (the axis label says so)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     hooks = list(dict.fromkeys(table.sort_values("layer").hook))
-    methods = list(dict.fromkeys(table.sort_values("bits_per_weight").method))
-    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(methods), 2)))
-    markers = "osD^v<>phH*Xd8P"
-    style = {m: (colours[i], markers[i % len(markers)]) for i, m in enumerate(methods)}
-    fig, axes = plt.subplots(1, len(hooks) + 1, figsize=(3.6 * (len(hooks) + 1), 3.8), squeeze=False)
-    for ax, hook in zip(axes[0], hooks):
-        rows = table[table.hook == hook]
-        for _, r in rows.iterrows():
+    methods = list(dict.fromkeys(table.sort_values(["bits_per_weight", "method"]).method))
+    palette = [plt.get_cmap("tab20")(i) for i in (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19)]
+    markers = "osD^v<>phH*XdP8"
+    style = {m: (palette[i % len(palette)], markers[i % len(markers)]) for i, m in enumerate(methods)}
+    x = dodge(table)
+    fig, axes = plt.subplots(1, len(hooks) + 1, figsize=(4.2 * (len(hooks) + 1), 4.2), squeeze=False)
+    for k, (ax, hook) in enumerate(zip(axes[0], hooks)):
+        for _, r in table[table.hook == hook].iterrows():
             c, mk = style[r.method]
             err = np.array([[r.frac_survived - r.frac_survived_lo], [r.frac_survived_hi - r.frac_survived]])
-            ax.errorbar(r.bits_per_weight, r.frac_survived, yerr=np.clip(err, 0, None), fmt=mk, color=c, capsize=2,
+            ax.errorbar(x[r.method], r.frac_survived, yerr=np.clip(err, 0, None), fmt=mk, color=c, capsize=2,
                         markersize=6, label=r.method)
-        ax.set_title(hook, fontsize=9)
-        ax.set_xlabel("bits per weight (block matrices)")
-        ax.set_ylabel("survived fraction (audit tokens)")
-        ax.grid(alpha=0.3)
+        ax.set_title(f"survived fraction at layer {hook.split('.')[1]}", fontsize=9)
+        if k == 0:
+            ax.set_ylabel("survived fraction (audit tokens, 95 % CI)")
     ax = axes[0][-1]
-    first = table.drop_duplicates("variant")
-    for _, r in first.iterrows():
+    for _, r in table.drop_duplicates("variant").iterrows():
         c, mk = style[r.method]
-        ax.plot(r.bits_per_weight, r.kl_to_fp, mk, color=c, markersize=6)
-    ax.set_yscale("log")
+        ax.plot(x[r.method], r.kl_to_fp, mk, color=c, markersize=6)
     ax.set_title("KL to FP (held-out tokens)", fontsize=9)
-    ax.set_xlabel("bits per weight (block matrices)")
-    ax.grid(alpha=0.3)
+    for ax in axes[0]:
+        ax.set_xlabel("bits per weight (block matrices;\nmethods at equal bits spread sideways)", fontsize=8)
+        ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     seen = dict(zip(labels, handles))
-    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(4, len(seen)), fontsize=8,
-               bbox_to_anchor=(0.5, -0.02 - 0.045 * ((len(seen) + 3) // 4)), frameon=False)
+    rows = (len(seen) + 3) // 4
+    fig.legend(list(seen.values()), list(seen), loc="upper center", ncol=4, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
     fig.suptitle("Per-tensor mixes against llama.cpp presets: features kept and KL at their bits", fontsize=10)
+    fig.tight_layout(w_pad=2.0)
+    fig.subplots_adjust(bottom=0.16 + 0.0 * rows)
     _save(fig, out_png, out_svg)
     plt.close(fig)
 
@@ -113,8 +137,10 @@ def heatmap_figure(scans: dict, out_png, out_svg) -> None:
             ax.set_ylabel("block" if col == 0 else "")
             ax.set_title(f"{target}: {title}\n({what}; blank: after the hook)" if what != "KL" else f"{target}: {title}",
                          fontsize=8)
-            fig.colorbar(im, ax=ax, fraction=0.08)
-    fig.suptitle("Sensitivity scan: one group at a time at the target type, the rest at the reference", fontsize=10)
+            fig.colorbar(im, ax=ax, fraction=0.08).set_label(
+                "KL to FP" if what == "KL" else "survived fraction lost", fontsize=8)
+    fig.suptitle("Sensitivity scan: one group at a time at the target type, the rest at the reference "
+                 "(each panel its own scale)", fontsize=10)
     fig.tight_layout()
     _save(fig, out_png, out_svg)
     plt.close(fig)
