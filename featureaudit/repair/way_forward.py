@@ -1,10 +1,11 @@
-"""The gate's way forward: when a variant fails, which groups to upgrade first, by what the
-sensitivity scan says each saves in survived features per bit, until the scan predicts every
-failing hook clears the gate (or nothing is left to upgrade), and what that costs in bits per
-weight. The prediction is the variant's measured survived fraction plus the sum of the chosen
-groups' single-group losses at the scan's target: the additivity check (additivity.csv) says
-how far that sum can be trusted. Pure pandas: the gate CLI reads the scan table beside the
-summary (repair/<target>/scan.csv)."""
+"""The gate's way forward: when a variant fails, the cheapest mix of the scan's types that the
+scan predicts to clear the gate: every group at the scan's target, then groups upgraded to the
+high type in the order of survived features saved per bit, until every hook clears (or nothing
+is left to upgrade), and what that costs in bits per weight. The prediction starts from the
+target everywhere (measured: the summary's gguf-<target> row on the audit tokens where the
+audit has it, else the scan's own whole-model measurement, additivity.csv's "all") and adds
+back each upgraded group's single-group loss; additivity.csv says how far such sums hold. Pure
+pandas: the gate CLI reads the tables beside the summary (repair/<target>/)."""
 
 from __future__ import annotations
 
@@ -24,31 +25,50 @@ class WayForward:
     groups: tuple  # upgraded, best first
     bits_added: float  # bits per weight over the block matrices
     predicted: dict  # hook -> predicted survived fraction after the upgrade
-    measured: dict  # hook -> the variant's survived fraction now
+    base: dict  # hook -> survived fraction with every group at the target (measured)
     reaches: bool  # whether every hook is predicted to clear min_survived
 
     def line(self, variant: str, min_survived: float) -> str:
-        low, high = MIX_TYPE_BITS[self.target], MIX_TYPE_BITS[self.high]
-        names = ", ".join(self.groups[:6]) + (f" and {len(self.groups) - 6} more" if len(self.groups) > 6 else "")
+        low = MIX_TYPE_BITS[self.target]
         worst = min(self.predicted, key=lambda h: self.predicted[h])
         verdict = "clears" if self.reaches else "still misses"
+        if not self.groups:
+            return (f"way forward for {variant}: {self.target} everywhere ({low:.2f} bits per weight) already "
+                    f"{verdict} {min_survived:g}: survived {self.base[worst]:.3f} at {worst}")
+        names = ", ".join(self.groups[:6]) + (f" and {len(self.groups) - 6} more" if len(self.groups) > 6 else "")
         return (f"way forward for {variant}: a {self.target} mix with {names} at {self.high} "
-                f"({len(self.groups)} groups, {low:.2f} -> {low + self.bits_added:.2f} bits per weight; {high:g} "
-                f"everywhere would be {high:.2f}); the scan predicts survived {self.measured[worst]:.3f} -> "
-                f"{self.predicted[worst]:.3f} at {worst}, which {verdict} {min_survived:g}")
+                f"({len(self.groups)} groups, {low:.2f} -> {low + self.bits_added:.2f} bits per weight); the scan "
+                f"predicts survived {self.base[worst]:.3f} ({self.target} everywhere) -> {self.predicted[worst]:.3f} "
+                f"at {worst}, which {verdict} {min_survived:g}")
 
 
-def way_forward(scan: pd.DataFrame, measured: dict, min_survived: float, high: str) -> WayForward:
+def target_survival(scan_path, summary: pd.DataFrame | None, corpus=None) -> dict:
+    """hook -> survived fraction with every group at the scan's target: the summary's
+    gguf-<target> rows (audit tokens) where it has them, else additivity.csv's "all" (scan tokens)."""
+    scan_path = Path(scan_path)
+    target = scan_path.parent.name
+    if summary is not None:
+        rows = summary[summary.variant == f"gguf-{target}"]
+        if corpus is not None and "corpus" in rows:
+            rows = rows[rows.corpus == corpus]
+        if len(rows):
+            return dict(zip(rows.hook, rows.frac_survived.astype(float)))
+    additivity = pd.read_csv(scan_path.parent / "additivity.csv")
+    whole = additivity[additivity.subset == "all"]
+    return dict(zip(whole.hook, whole.measured_survived.astype(float)))
+
+
+def way_forward(scan: pd.DataFrame, base: dict, min_survived: float, high: str) -> WayForward:
     """Groups by survived fraction saved per bit, until every hook's prediction clears."""
     target = str(scan.target.iloc[0])
-    hooks = [h for h in measured if h in set(scan.hook)]
+    hooks = [h for h in base if h in set(scan.hook)]
     if not hooks:
         raise AuditError("the scan table has none of the summary's hooks (made for another audit?); rerun the scan")
     sizes = scan.drop_duplicates("group").set_index("group").n_params
     gain = -scan.pivot_table(index="group", columns="hook", values="delta_survived", sort=False)[hooks]
     per_bit = gain.clip(lower=0).mean(axis=1) / sizes
     order = [g for g in per_bit.sort_values(ascending=False, kind="stable").index if per_bit[g] > 0]
-    predicted = {h: measured[h] for h in hooks}
+    predicted = {h: base[h] for h in hooks}
     chosen = []
     for g in order:
         if all(predicted[h] >= min_survived for h in hooks):
@@ -57,7 +77,7 @@ def way_forward(scan: pd.DataFrame, measured: dict, min_survived: float, high: s
         for h in hooks:
             predicted[h] = min(1.0, predicted[h] + max(0.0, gain.loc[g, h]))
     extra = (MIX_TYPE_BITS[high] - MIX_TYPE_BITS[target]) * sizes[chosen].sum() / sizes.sum()
-    return WayForward(target, high, tuple(chosen), float(extra), predicted, {h: measured[h] for h in hooks},
+    return WayForward(target, high, tuple(chosen), float(extra), predicted, {h: base[h] for h in hooks},
                       all(predicted[h] >= min_survived for h in hooks))
 
 

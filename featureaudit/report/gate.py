@@ -198,16 +198,16 @@ def main(argv=None) -> int:
     print("\n".join(failures or passes))
     if failures and (args.way_forward or args.write_recipe):
         try:
-            print(way_forward_lines(args, summary, hooks, corpora, gate))
+            print(way_forward_lines(args, summary, corpora, gate))
         except (AuditError, OSError, KeyError, ValueError) as e:
             print(f"featureaudit-gate: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
             return 2
     return 1 if failures else 0
 
 
-def way_forward_lines(args, summary: pd.DataFrame, hooks, corpora, gate: GateConfig) -> str:
+def way_forward_lines(args, summary: pd.DataFrame, corpora, gate: GateConfig) -> str:
     """The way forward for a failed variant, from the scan beside the summary (main corpus)."""
-    from ..repair.way_forward import scan_tables, way_forward, write_recipe_file
+    from ..repair.way_forward import scan_tables, target_survival, way_forward, write_recipe_file
 
     tables = scan_tables(args.summary)
     if args.scan:
@@ -216,12 +216,8 @@ def way_forward_lines(args, summary: pd.DataFrame, hooks, corpora, gate: GateCon
         raise AuditError(f"no sensitivity scan{' of ' + args.scan if args.scan else ''} beside {args.summary} "
                          "(repair/<target>/scan.csv); add repair: {targets: [q4_0]} to the config and rerun")
     scan = pd.read_csv(tables[0])
-    measured = {h: float(_row(summary, args.variant, h, corpora[0]).frac_survived) for h in hooks if h is not None}
-    if not measured:  # a summary of one hook without a hook column
-        measured = {scan.hook.iloc[0]: float(_row(summary, args.variant, None, corpora[0]).frac_survived)}
-    plan = way_forward(scan, measured, gate.min_survived, args.high)
-    if not plan.groups:
-        return f"way forward for {args.variant}: the scan finds no group whose upgrade saves features"
+    main_rows = summary[summary.corpus == corpora[0]] if "corpus" in summary.columns and corpora[0] else summary
+    plan = way_forward(scan, target_survival(tables[0], main_rows), gate.min_survived, args.high)
     lines = [plan.line(args.variant, gate.min_survived)]
     if args.write_recipe:
         reference = Path(args.summary).parent / "llama_cpp" / "reference.f32.gguf"

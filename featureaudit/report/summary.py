@@ -228,19 +228,18 @@ def write_summary(variants, hooks, survival_paths, metrics_paths, predict_paths,
 
 
 def way_forward_column(df: pd.DataFrame, corpus: str, scan_path, gate: GateConfig, high: str) -> list:
-    """Per row: for a variant failing the gate at some hook of the main corpus, the groups the
-    scan says to upgrade first and the bits they cost (repair/way_forward.py); else empty."""
+    """Per row: for a variant failing the gate at some hook of the main corpus, the cheapest mix
+    of the scan's types predicted to clear it (repair/way_forward.py); else empty."""
     if not scan_path:
         return [""] * len(df)
-    from ..repair.way_forward import way_forward
+    from ..repair.way_forward import target_survival, way_forward
 
     scan = pd.read_csv(scan_path)
     main = df[df.corpus == corpus]
+    plan = way_forward(scan, target_survival(scan_path, main), gate.min_survived, high)
     lines = {}
     for v, rows in main.groupby("variant", sort=False):
         fails = (rows.frac_survived < gate.min_survived) | (rows.frac_damaged > gate.max_damaged)
-        if v == "fp" or not fails.any():
-            continue
-        plan = way_forward(scan, dict(zip(rows.hook, rows.frac_survived)), gate.min_survived, high)
-        lines[v] = plan.line(v, gate.min_survived) if plan.groups else ""
+        if v != "fp" and fails.any():
+            lines[v] = plan.line(v, gate.min_survived)
     return [lines.get(v, "") for v in df.variant]

@@ -487,9 +487,12 @@ def get_quantize_settings(wildcards):
 
 
 def get_way_forward_scan(wildcards):
-    """The scan the summary's way forward reads: the model's first scan target's."""
+    """The scan the summary's way forward reads (the model's first scan target's), and its
+    additivity check (the target everywhere, measured)."""
     targets = CFG.scan_targets(wildcards.model)
-    return [f"{R}/{wildcards.model}/repair/{targets[0]}/scan.csv"] if targets else []
+    if not targets:
+        return []
+    return [f"{R}/{wildcards.model}/repair/{targets[0]}/{name}.csv" for name in ("scan", "additivity")]
 
 
 def get_scans(wildcards):
