@@ -492,7 +492,9 @@ def get_way_forward_scan(wildcards):
     targets = CFG.scan_targets(wildcards.model)
     if not targets:
         return []
-    return [f"{R}/{wildcards.model}/repair/{targets[0]}/{name}.csv" for name in ("scan", "additivity")]
+    return [
+        f"{R}/{wildcards.model}/repair/{targets[0]}/{name}.csv" for name in ("scan", "additivity")
+    ]
 
 
 def get_scans(wildcards):
