@@ -56,6 +56,30 @@ class TinyProject:
             self.config["causal"]["variants"] = list(self.config["causal"]["variants"]) + [f"rtn-w{b}"]
         self.write()
 
+    @classmethod
+    def ran(cls, workdir: Path, config: dict) -> "TinyProject":
+        """A project with this config, written and run through the whole Snakefile."""
+        project = cls(workdir, config)
+        project.write()
+        project.snakemake()
+        return project
+
+    def planned_after(self, edit) -> dict:
+        """Jobs a dry run plans after `edit(config)`; the config is restored after."""
+        import json
+
+        from test_workflow import job_counts
+
+        original = json.loads(json.dumps(self.config))
+        try:
+            self.config = json.loads(json.dumps(original))
+            edit(self.config)
+            self.write()
+            return job_counts(self.snakemake("-n").stdout)
+        finally:
+            self.config = original
+            self.write()
+
     def snakemake(self, *args, check=True, timeout=900) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(self.workdir),
                "--configfile", str(self.config_path), "--cores", "2", *args]

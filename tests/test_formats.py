@@ -275,25 +275,7 @@ def gguf_project(tmp_path_factory, llama_dir):
         cfg["runtime"] = {"enabled": True}
     cfg["models"]["tiny"] = {"source": "gguf", "path": str(ref), "hook": "blocks.2.hook_resid_post",
                              "sae": {"source": "disk", "path": str(sae)}, "checkpoints": checkpoints}
-    project = TinyProject(workdir, cfg)
-    project.write()
-    project.snakemake()
-    return project
-
-
-def _planned_after(project, edit) -> dict:
-    """Jobs a dry run plans after `edit(config)`; the project's config is restored after."""
-    from test_workflow import job_counts
-
-    original = json.loads(json.dumps(project.config))
-    try:
-        project.config = json.loads(json.dumps(original))
-        edit(project.config)
-        project.write()
-        return job_counts(project.snakemake("-n").stdout)
-    finally:
-        project.config = original
-        project.write()
+    return TinyProject.ran(workdir, cfg)
 
 
 @pytest.mark.slow
@@ -316,7 +298,7 @@ def test_workflow_checkpoint_gives_the_builtin_formats_survival_table(gguf_proje
 
 @pytest.mark.slow
 def test_adding_a_format_plans_only_its_jobs(gguf_project):
-    counts = _planned_after(gguf_project, lambda cfg: cfg["formats"].append("gguf-q4_0"))
+    counts = gguf_project.planned_after(lambda cfg: cfg["formats"].append("gguf-q4_0"))
     assert counts == {"variant": 1, "survival": 1, "predictability": 1, "method_overlap": 1, "summary": 1,
                       "figures": 1, "depth_figure": 1, "browser": 1, "all": 1}
 
@@ -417,7 +399,7 @@ def test_adding_a_recipe_plans_only_its_jobs(gguf_project):
     def add(cfg):
         cfg["models"]["tiny"]["checkpoints"].update(wanda={"llm_compressor": "wanda-50"}, q6k={"llama_cpp": "Q6_K"})
 
-    counts = _planned_after(gguf_project, add)
+    counts = gguf_project.planned_after(add)
     assert counts == {"llm_compress": 1, "llama_quantize": 1, "variant": 2, "runtime": 1, "survival": 2,
                       "predictability": 2, "method_overlap": 1, "summary": 1, "figures": 1, "depth_figure": 1,
                       "browser": 1, "all": 1}

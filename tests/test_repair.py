@@ -14,7 +14,6 @@ import copy
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -23,12 +22,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import FRAME, TinyProject, base_config, save_saelens_sae  # noqa: E402
 from test_producers import need_llama_cpp  # noqa: E402
-from test_workflow import job_counts  # noqa: E402
 from tiny_models import build_tiny_model, write_tiny_gguf  # noqa: E402
 
 from featureaudit.config import Thresholds  # noqa: E402
 from featureaudit.repair.allocate import allocate  # noqa: E402
-from featureaudit.repair.groups import Group, group_linears, model_groups  # noqa: E402
+from featureaudit.repair.groups import Group, group_linears  # noqa: E402
 
 HOOKS = ("blocks.1.hook_resid_post", "blocks.3.hook_resid_post")
 
@@ -241,23 +239,7 @@ def repair_project(tmp_path_factory, llama, tiny_gguf):
     hooks = {h: {"source": "disk", "path": str(llama[2][h])} for h in HOOKS}
     cfg["models"]["tiny"] = {"source": "gguf", "path": str(tiny_gguf), "hooks": hooks,
                              "checkpoints": {"mix_f": {"llama_cpp": "mix", "objective": "features", "budget": 6.0}}}
-    project = TinyProject(workdir, cfg)
-    project.write()
-    project.snakemake()
-    return project
-
-
-def _plan(project, edit) -> dict:
-    import json
-
-    original = json.loads(json.dumps(project.config))
-    try:
-        edit(project.config)
-        project.write()
-        return job_counts(project.snakemake("-n").stdout)
-    finally:
-        project.config = original
-        project.write()
+    return TinyProject.ran(workdir, cfg)
 
 
 @pytest.mark.slow
@@ -293,9 +275,9 @@ def test_a_mix_flows_through_the_audit_as_its_recipe_says(repair_project):
 
 @pytest.mark.slow
 def test_adding_a_target_or_a_budget_plans_only_its_jobs(repair_project):
-    assert _plan(repair_project, lambda c: c["repair"]["targets"].append("q5_0")) == {
+    assert repair_project.planned_after(lambda c: c["repair"]["targets"].append("q5_0")) == {
         "scan": 1, "repair_report": 1, "all": 1}
-    added = _plan(repair_project, lambda c: c["models"]["tiny"]["checkpoints"].update(
+    added = repair_project.planned_after(lambda c: c["models"]["tiny"]["checkpoints"].update(
         mix_k={"llama_cpp": "mix", "objective": "kl", "budget": 5.0}))
     assert added == {"recipe": 1, "llama_quantize": 1, "variant": 1, "survival": 2, "predictability": 2,
                      "method_overlap": 2, "summary": 1, "figures": 2, "depth_figure": 1, "browser": 2,

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from ..errors import AuditError
 from ..model.storage import block_part
 
-from ..variants import MIX_TYPES  # noqa: F401  (re-exported: the types a mix may use)
 PARTS = ("attn", "mlp")
 
 
