@@ -35,6 +35,7 @@ from ..sae.codes import sparse_encode
 from ..sae.encoder import load_encoder
 from ..sae.frozen import saved_sae_metadata, wants_centering
 from ..measure.survival import PearsonAccumulator, fractions, survival_frame
+from .allocate import gains
 from .groups import Group, group_linears, model_groups, type_bits
 
 
@@ -240,18 +241,13 @@ def scan_rows(scanner: Scanner, groups: list[Group], target: str, progress: bool
     return table
 
 
-def feature_loss(table: pd.DataFrame) -> pd.Series:
-    """Per group: the survived fraction lost, averaged over the hooks (the feature objective)."""
-    return (-table.groupby("group", sort=False).delta_survived.mean()).clip(lower=0.0)
-
-
 def additivity_rows(scanner: Scanner, table: pd.DataFrame, groups: list[Group], target: str, seed: int = 0,
                     shares=(0.1, 0.25, 0.5, 1.0)) -> pd.DataFrame:
     """Several groups quantized together: the sum of their single-group deltas (predicted)
     against the measured fractions and KL. Subsets: the groups the scan ranks worst, and random
     ones, each holding about `shares` of the weights (1.0: the whole model at `target`)."""
     by_name = {g.name: g for g in groups}
-    loss = feature_loss(table)
+    loss = gains(table, "features")
     worst_first = list(loss.sort_values(ascending=False, kind="stable").index)
     rng = np.random.default_rng(seed)
     total = sum(g.n_params for g in groups)
