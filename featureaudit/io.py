@@ -101,6 +101,12 @@ def write_json(obj, path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_plain) + "\n")
 
 
+def write_csv(frame, path) -> None:
+    """A pandas table as CSV, six significant digits (what the tables people open read)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
 def _plain(x):
     if hasattr(x, "item"):
         return x.item()

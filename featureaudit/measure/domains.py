@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from ..hooks import parse_hook
-from ..io import atomic_path, read_json, read_table
+from ..io import read_json, read_table, write_csv
 from ..model.shards import iter_activation_shards
 from ..progress import log
 from ..sae.encoder import load_encoder
@@ -103,8 +103,7 @@ def domain_table(corpora: list[str], hooks: list[str], variants: dict, inputs: D
 def write_domains(corpora: list[str], hooks: list[str], variants: dict, inputs: DomainInputs, out_path) -> None:
     """The `domains` rule: domains.csv, and the per-corpus diagnostics in the log."""
     df = domain_table(corpora, hooks, variants, inputs)
-    with atomic_path(out_path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(df, out_path)
     fp = df[df.variant == "fp"]
     for r in fp.itertuples():
         log(f"{r.hook} on {r.corpus}: FP perplexity {r.fp_perplexity:.2f}, SAE FVU {r.fvu:.3f}, {r.n_active} "

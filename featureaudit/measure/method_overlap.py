@@ -17,7 +17,7 @@ import itertools
 import pandas as pd
 
 from ..config import UncertaintyConfig
-from ..io import atomic_path, read_table
+from ..io import read_table, write_csv
 from .overlap import overlap, replicate_jaccard
 from .uncertainty import interval, load_replicates
 
@@ -47,5 +47,4 @@ def write_method_overlap(variants, methods: dict, survival_paths, replicate_path
     keep = [i for i, v in enumerate(variants) if v in set(compared_variants(variants))]
     df = pair_overlaps([variants[i] for i in keep], methods, [survival_paths[i] for i in keep],
                        [replicate_paths[i] for i in keep], uncertainty)
-    with atomic_path(out_path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(df, out_path)

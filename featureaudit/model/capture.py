@@ -56,9 +56,10 @@ class _StopForward(Exception):
 class HookCapture:
     """Context manager: forward hooks at one or several hooks; `run(ids)` returns the activation
     ({hook: activation} for several) and stops the forward once the deepest one has fired, so
-    one forward serves every hook and no layer after the deepest runs."""
+    one forward serves every hook and no layer after the deepest runs. With `stop=False` the
+    forward runs on (the caller wants the logits too) and `values` holds the hooks' values."""
 
-    def __init__(self, model: nn.Module, hook_names: str | list[str]):
+    def __init__(self, model: nn.Module, hook_names: str | list[str], stop: bool = True):
         layers = decoder_layers(model)
         self.single = isinstance(hook_names, str)
         names = [hook_names] if self.single else list(hook_names)
@@ -66,11 +67,12 @@ class HookCapture:
         self.hooks = [parse_hook(name, len(layers)) for name in names]
         self.sites = [_module_and_mode(layers[h.layer], h.point) for h in self.hooks]
         self.values: dict[str, torch.Tensor] = {}
+        self.stop = stop
         self._handles = []
 
     def _store(self, name: str, value: torch.Tensor) -> None:
         self.values[name] = value.detach()
-        if len(self.values) == len(self.hooks):
+        if self.stop and len(self.values) == len(self.hooks):
             raise _StopForward
 
     def __enter__(self):

@@ -13,10 +13,11 @@ import pandas as pd
 
 from ..compress import llama_cpp
 from ..compress.recipe_file import recipe_lines
+from ..integrity import verify_file
 from ..io import atomic_path, write_json
 from ..model.storage import checkpoint_bits_per_weight
 from ..progress import log
-from .allocate import allocate
+from .allocate import allocate, gains
 from .groups import gguf_groups, type_bits
 
 #: What the embedding is stored as in every mix: what Q4_K_M stores on the default model (its
@@ -52,7 +53,7 @@ def write_recipe(objective: str, budget, low: str, high: str, seed: int, referen
                  out_path, json_path, threads: int = 2) -> None:
     """The `recipe` rule: allocate at the budget, write the recipe file and what it was made of."""
     groups = gguf_groups(reference_gguf)
-    scan = pd.read_csv(scan_path) if scan_path else None
+    scan = pd.read_csv(verify_file(scan_path)) if scan_path else None
     bits = budget_bits(budget, reference_gguf, threads)
     a = allocate(groups, objective, bits, type_bits(low), type_bits(high), scan, seed)
     types = mix_types(groups, a.high, low, high)
@@ -61,10 +62,9 @@ def write_recipe(objective: str, budget, low: str, high: str, seed: int, referen
     record = {"objective": objective, "budget": budget, "budget_bits": bits, "low": low, "high": high, "seed": seed,
               "high_groups": list(a.high), "bits_per_weight": a.bits_per_weight, "n_groups": len(groups)}
     if scan is not None:
-        lost = scan[scan.group.isin(a.high)]
         record["scan_target"] = str(scan.target.iloc[0])
-        record["scan_kl_saved"] = float(lost.drop_duplicates("group").kl.sum())
-        record["scan_survived_saved"] = float(-lost.groupby("group").delta_survived.mean().sum())
+        record["scan_kl_saved"] = float(gains(scan, "kl")[list(a.high)].sum())
+        record["scan_survived_saved"] = float(gains(scan, "features")[list(a.high)].sum())
     write_json(record, json_path)
     log(f"{objective} mix at {bits:.3f} bits per weight: {len(a.high)} of {len(groups)} groups at {high} "
         f"({a.bits_per_weight:.4f} bits per weight): {', '.join(a.high[:8])}{' ...' if len(a.high) > 8 else ''}")

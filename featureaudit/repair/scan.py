@@ -12,7 +12,7 @@ are not encoded again; and the residual stream entering block L is FP's, so it i
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +26,9 @@ from ..config import CaptureSettings, ModelRun, Thresholds
 from ..device import resolve_device
 from ..hooks import HookPoint, parse_hook
 from ..inputs.tokens import read_tokens
-from ..io import atomic_path
+from ..io import write_csv
 from ..model.architecture import decoder_layers, n_layers
-from ..model.capture import _module_and_mode
+from ..model.capture import HookCapture
 from ..model.reference import load_reference
 from ..progress import log
 from ..sae.codes import sparse_encode
@@ -76,25 +76,6 @@ def start_at(model: nn.Module, layer: int, feed: dict, tuple_out: bool = False):
         handle.remove()
         for i, block in enumerate(saved):
             layers[i] = block
-
-
-@contextmanager
-def recording(model: nn.Module, hooks: list[HookPoint], store: dict):
-    """Forward hooks that keep each hook's value in `store` (the forward runs to the end)."""
-    layers = decoder_layers(model)
-    with ExitStack() as stack:
-        for hp in hooks:
-            module, mode = _module_and_mode(layers[hp.layer], hp.point)
-            if mode == "pre":
-                def pre(m, args, kwargs, name=hp.name):
-                    store[name] = (args[0] if args else kwargs["hidden_states"]).detach()
-                h = module.register_forward_pre_hook(pre, with_kwargs=True)
-            else:
-                def out(m, args, output, name=hp.name):
-                    store[name] = (output[0] if isinstance(output, tuple) else output).detach()
-                h = module.register_forward_hook(out)
-            stack.callback(h.remove)
-        yield
 
 
 @contextmanager
@@ -152,7 +133,6 @@ class Scanner:
         self.block_inputs = [[] for _ in range(self.n_layers)]  # [layer][batch]
         self.fp_logprobs = []
         self.tuple_out = False
-        store: dict = {}
         handles = []
         for i, block in enumerate(layers):
             def pre(m, args, kwargs, i=i):
@@ -161,12 +141,12 @@ class Scanner:
         handles.append(layers[0].register_forward_hook(
             lambda m, a, out: setattr(self, "tuple_out", isinstance(out, tuple))))
         try:
-            with recording(self.model, [s.hook for s in self.hooks], store):
+            with HookCapture(self.model, [s.hook.name for s in self.hooks], stop=False) as cap:
                 for s, e in self.batches:
                     logits = self.model(input_ids=self.tokens[s:e].to(self.device), use_cache=False).logits
                     self.fp_logprobs.append(F.log_softmax(logits.float()[:, :-1], -1))
                     for state in self.hooks:
-                        state.fp_codes.append(self._codes(state, store[state.hook.name], s))
+                        state.fp_codes.append(self._codes(state, cap.values[state.hook.name], s))
         finally:
             for h in handles:
                 h.remove()
@@ -191,10 +171,11 @@ class Scanner:
         live = [s for s in self.hooks if any(affects(layer, s.hook) for layer, _ in groups)]
         codes = {s.hook.name: [] for s in live}
         kl, count = 0.0, 0
-        store: dict = {}
         feed: dict = {}
-        with quantized(linears, target), start_at(self.model, start, feed, self.tuple_out), \
-                recording(self.model, [s.hook for s in live], store):
+        # the hooks are registered before start_at swaps the blocks below `start` out: those
+        # blocks' hooks never fire (none of them is live), the live ones sit on blocks that run
+        with quantized(linears, target), HookCapture(self.model, [s.hook.name for s in live], stop=False) as cap, \
+                start_at(self.model, start, feed, self.tuple_out):
             for b, (s, e) in enumerate(self.batches):
                 feed["x"] = self.block_inputs[start][b]
                 logits = self.model(input_ids=self.tokens[s:e].to(self.device), use_cache=False).logits
@@ -203,7 +184,7 @@ class Scanner:
                 kl += float((lp_fp.exp() * (lp_fp - lp)).sum())
                 count += lp.shape[0] * lp.shape[1]
                 for state in live:
-                    codes[state.hook.name].append(self._codes(state, store[state.hook.name], s))
+                    codes[state.hook.name].append(self._codes(state, cap.values[state.hook.name], s))
         n = len(self.tokens) * self.per_seq
         out = {"kl": kl / count}
         for state in self.hooks:
@@ -286,11 +267,6 @@ def additivity_rows(scanner: Scanner, table: pd.DataFrame, groups: list[Group], 
         log(f"additivity {target}: {label} ({len(names)} groups): KL predicted "
             f"{rows[-1]['predicted_kl']:.4f}, measured {m['kl']:.4f}")
     return pd.DataFrame(rows)
-
-
-def write_csv(frame: pd.DataFrame, path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def write_scan(target: str, run: ModelRun, captures: list[CaptureSettings], thresholds: Thresholds, tokens_path,

@@ -16,6 +16,8 @@ import pandas as pd
 
 from ..errors import AuditError
 from ..variants import MIX_TYPE_BITS
+from .allocate import order
+from .groups import Group
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,9 @@ def target_survival(scan_path, summary: pd.DataFrame | None, corpus=None) -> dic
             rows = rows[rows.corpus == corpus]
         if len(rows):
             return dict(zip(rows.hook, rows.frac_survived.astype(float)))
-    additivity = pd.read_csv(scan_path.parent / "additivity.csv")
+    from ..integrity import verify_file
+
+    additivity = pd.read_csv(verify_file(scan_path.parent / "additivity.csv"))
     whole = additivity[additivity.subset == "all"]
     return dict(zip(whole.hook, whole.measured_survived.astype(float)))
 
@@ -64,19 +68,20 @@ def way_forward(scan: pd.DataFrame, base: dict, min_survived: float, high: str) 
     hooks = [h for h in base if h in set(scan.hook)]
     if not hooks:
         raise AuditError("the scan table has none of the summary's hooks (made for another audit?); rerun the scan")
-    sizes = scan.drop_duplicates("group").set_index("group").n_params
+    first = scan.drop_duplicates("group")
+    groups = [Group(int(r.layer), r.part, (), int(r.n_params)) for r in first.itertuples()]
+    sizes = first.set_index("group").n_params
     gain = -scan.pivot_table(index="group", columns="hook", values="delta_survived", sort=False)[hooks]
-    per_bit = gain.clip(lower=0).mean(axis=1) / sizes
-    order = [g for g in per_bit.sort_values(ascending=False, kind="stable").index if per_bit[g] > 0]
+    extra_bits = MIX_TYPE_BITS[high] - MIX_TYPE_BITS[target]
     predicted = {h: base[h] for h in hooks}
     chosen = []
-    for g in order:
+    for g in order(groups, "features", scan, extra_bits):  # the features allocator's order
         if all(predicted[h] >= min_survived for h in hooks):
             break
         chosen.append(g)
         for h in hooks:
             predicted[h] = min(1.0, predicted[h] + max(0.0, gain.loc[g, h]))
-    extra = (MIX_TYPE_BITS[high] - MIX_TYPE_BITS[target]) * sizes[chosen].sum() / sizes.sum()
+    extra = extra_bits * sizes[chosen].sum() / sizes.sum()
     return WayForward(target, high, tuple(chosen), float(extra), predicted, {h: base[h] for h in hooks},
                       all(predicted[h] >= min_survived for h in hooks))
 

@@ -6,15 +6,14 @@ per method). `write_repair_report` is the body of the `repair_report` rule."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path
+from ..integrity import verify_file
+from ..io import atomic_path, read_json, write_csv
 from ..progress import log
-from ..repair.scan import write_csv
 from .corpus_rows import main_corpus
 
 
@@ -167,17 +166,17 @@ def additivity_summary(additivity: pd.DataFrame) -> pd.DataFrame:
 
 def write_repair_report(summary_path, scan_paths: list, record_paths: list, methods: dict, comparison_path,
                         additivity_path, figure_paths: list) -> None:
-    summary = pd.read_csv(summary_path)
+    summary = pd.read_csv(verify_file(summary_path))
     table = comparison(summary, methods)
-    records = {Path(p).stem: json.loads(Path(p).read_text()) for p in record_paths}
+    records = {Path(p).stem: read_json(p) for p in record_paths}
     table["budget"] = [records.get(v[len("ckpt-"):], {}).get("budget_bits", np.nan) for v in table.variant]
     table["groups_high"] = [len(records[v[len("ckpt-"):]]["high_groups"]) if v[len("ckpt-"):] in records else np.nan
                             for v in table.variant]
     write_csv(table, comparison_path)
     by_name = {Path(p).name: p for p in figure_paths}
     pareto_figure(table, by_name["repair_pareto.png"], by_name["repair_pareto.svg"])
-    scans = {Path(p).parent.name: pd.read_csv(p) for p in scan_paths if Path(p).name == "scan.csv"}
-    additivity = [pd.read_csv(p) for p in scan_paths if Path(p).name == "additivity.csv"]
+    scans = {Path(p).parent.name: pd.read_csv(verify_file(p)) for p in scan_paths if Path(p).name == "scan.csv"}
+    additivity = [pd.read_csv(verify_file(p)) for p in scan_paths if Path(p).name == "additivity.csv"]
     frame = additivity_summary(pd.concat(additivity, ignore_index=True)) if additivity else pd.DataFrame()
     write_csv(frame, additivity_path)
     heatmap_figure(scans, by_name["repair_scan.png"], by_name["repair_scan.svg"])

@@ -15,7 +15,8 @@ import pandas as pd
 
 from ..config import GateConfig, UncertaintyConfig
 from ..hooks import parse_hook
-from ..io import atomic_path, read_json, read_table
+from ..integrity import verify_file
+from ..io import read_json, read_table, write_csv
 from ..measure.survival import fractions, replicate_fractions
 from ..measure.uncertainty import bootstrap_perplexity, interval, load_replicates
 from ..progress import log
@@ -217,8 +218,7 @@ def write_summary(variants, hooks, survival_paths, metrics_paths, predict_paths,
     # infer_objects: a column empty in one corpus's block (None) must stay float for float_format
     df = pd.concat(blocks, ignore_index=True).infer_objects() if len(blocks) > 1 else df
     df["way_forward"] = way_forward_column(df, corpus, scan_path, gate, high)
-    with atomic_path(out_path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(df, out_path)
     log("summary:\n" + df.drop(columns=["verdict"]).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     for v, hook, where, line in zip(df.variant, df.hook, df.corpus, df.verdict):
         log(f"verdict {v} at {hook} on {where}: {line}")
@@ -234,7 +234,7 @@ def way_forward_column(df: pd.DataFrame, corpus: str, scan_path, gate: GateConfi
         return [""] * len(df)
     from ..repair.way_forward import target_survival, way_forward
 
-    scan = pd.read_csv(scan_path)
+    scan = pd.read_csv(verify_file(scan_path))
     main = df[df.corpus == corpus]
     plan = way_forward(scan, target_survival(scan_path, main), gate.min_survived, high)
     lines = {}
